@@ -1,0 +1,59 @@
+"""Batch data augmentation on standardised images, vectorised: one random affine map per image.
+
+Config (each transform applies to an image with probability `p`):
+  shift: {p, pixels}   rotate: {p, degrees}   scale: {p, amount}   hflip: {p}   blur: {p, sigma}
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from qd import IMAGE_SIDE
+
+
+def is_active(cfg: dict) -> bool:
+    return any(t.get("p", 0) > 0 for t in cfg.values())
+
+
+def _chosen(cfg: dict, name: str, n: int, g: torch.Generator) -> torch.Tensor:
+    """A 0/1 mask: which of the n images this transform applies to."""
+    p = cfg.get(name, {}).get("p", 0.0)
+    return (torch.rand(n, generator=g) < p).float()
+
+
+def _uniform(n: int, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g) * 2 - 1
+
+
+def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
+    """Randomly transform a batch of images (N, 784) and return it in the same shape."""
+    n = len(x)
+    angle = _chosen(cfg, "rotate", n, g) * _uniform(n, g) * math.radians(cfg.get("rotate", {}).get("degrees", 0))
+    scale = 1 + _chosen(cfg, "scale", n, g) * _uniform(n, g) * cfg.get("scale", {}).get("amount", 0)
+    flip = 1 - 2 * _chosen(cfg, "hflip", n, g)
+    shift_on = _chosen(cfg, "shift", n, g) * cfg.get("shift", {}).get("pixels", 0) * 2 / IMAGE_SIDE
+    shift = torch.stack([_uniform(n, g), _uniform(n, g)], 1) * shift_on[:, None]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
+    images = x.reshape(n, 1, IMAGE_SIDE, IMAGE_SIDE)
+    grid = F.affine_grid(theta.to(x), list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    sigma = cfg.get("blur", {}).get("sigma", 0)
+    if sigma > 0:
+        blurred = _gaussian_blur(out, sigma)
+        mask = _chosen(cfg, "blur", n, g).to(x)[:, None, None, None]
+        out = mask * blurred + (1 - mask) * out
+    return out.reshape(n, -1)
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(2 * sigma))
+    k = torch.exp(-((torch.arange(-radius, radius + 1, dtype=images.dtype) / sigma) ** 2) / 2)
+    k = (k / k.sum()).to(images.device)
+    padded = F.pad(images, (radius,) * 4, mode="replicate")
+    return F.conv2d(F.conv2d(padded, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))

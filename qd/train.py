@@ -1,0 +1,219 @@
+"""The one training function: a config in, a checkpoint and a CSV log out, metrics returned.
+
+The config is a plain nested dict (see conf/ and qd/defaults.py): model, optimizer, scheduler,
+augmentation, data and train sections.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from qd.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
+from qd.augment import augment, is_active
+from qd.checkpoint import save_checkpoint
+from qd.data import load_split, require_files
+from qd.errors import QDError
+from qd.models import build_model, count_parameters
+
+LOG_HEADER = "step,train_loss,train_acc,dev_loss,dev_acc"
+CHECKPOINT_LIMITS = {"bestmodel": 1_000_000}
+# Config keys as the course command line spells them, for error messages.
+COURSE_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
+
+
+class Diverged(QDError):
+    """The loss became NaN or infinite."""
+
+
+def flag(key: str) -> str:
+    """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
+    return f"{COURSE_FLAGS[key]} ({key})" if key in COURSE_FLAGS else key
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise QDError("train.device=cuda: no CUDA device is available; use auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise QDError(f"train.device: got {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def auto_threads() -> int:
+    """Cores available to this process divided among the parallel workers (QD_WORKERS)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("QD_WORKERS", "1"))))
+
+
+def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
+    """Build `cfg["_target_"](params, **options)`: what hydra.utils.instantiate does, without Hydra."""
+    module, _, name = cfg["_target_"].rpartition(".")
+    options = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    return getattr(importlib.import_module(module), name)(params, **options)
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, steps: int):
+    name = cfg.get("name", "none")
+    if name == "none":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if name == "onecycle":
+        lr = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=cfg["pct_start"])
+    raise QDError(f"scheduler.name: got {name!r}; expected none, cosine or onecycle")
+
+
+def check_config(cfg: dict, n_train: int) -> None:
+    """Refuse settings that cannot train, naming the flag."""
+    lr, bs, steps = cfg["optimizer"]["lr"], cfg["train"]["batch_size"], cfg["train"]["steps"]
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise QDError(f"{flag('optimizer.lr')}: got {lr}; expected a positive learning rate")
+    if not (isinstance(bs, int) and 0 < bs <= n_train):
+        raise QDError(
+            f"{flag('train.batch_size')}: got {bs}; expected a whole number from 1 to {n_train} (training images)"
+        )
+    if not (isinstance(steps, int) and steps > 0):
+        raise QDError(f"{flag('train.steps')}: got {steps}; expected a positive number of optimisation steps")
+
+
+def checkpoint_bytes(model: nn.Module, model_cfg: dict, half: bool) -> int:
+    """The size the model's checkpoint will have (it does not change during training)."""
+    buffer = io.BytesIO()
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"model": dict(model_cfg), "state_dict": state}, buffer)
+    return buffer.tell() + 1024  # room for the metadata
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.last = label, total, 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, step: int, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last > 0.2):
+            self.last = now
+            print(f"\r[{self.label}] step {step}/{self.total} {text}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def train(
+    cfg: dict,
+    log_path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike,
+    on_eval: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train the model `cfg` describes; keep the checkpoint of best dev accuracy; return metrics.
+
+    `on_eval(step, dev_acc)` is called after each evaluation (a sweep reports to Optuna there and
+    may raise to prune). The checkpoint is written once, at the end, atomically.
+    """
+    start = time.perf_counter()
+    tcfg = cfg["train"]
+    require_files(Path(cfg["data"]["dir"]), ("train", "dev"))
+    train_split, dev = load_split(cfg["data"]["dir"], "train"), load_split(cfg["data"]["dir"], "dev")
+    check_config(cfg, len(train_split.x))
+    device = resolve_device(tcfg["device"])
+    torch.set_num_threads(tcfg["threads"] or auto_threads())
+    torch.manual_seed(tcfg["seed"])
+    batch_gen, eval_gen, aug_gen = (torch.Generator().manual_seed(tcfg["seed"] + i) for i in range(3))
+
+    model = build_model(cfg["model"]).to(device)
+    name, half = cfg["model"]["name"], tcfg["half_storage"]
+    limit = CHECKPOINT_LIMITS.get(name)
+    if limit and (size := checkpoint_bytes(model, cfg["model"], half)) > limit:
+        raise QDError(f"model {cfg['model']}: its checkpoint would be {size:,} bytes; {name} allows at most {limit:,}")
+    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    steps, bs = tcfg["steps"], tcfg["batch_size"]
+    scheduler = build_scheduler(cfg["scheduler"], optimizer, steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
+    x, y = train_split.x.to(device), train_split.y.to(device)
+    dev_x, dev_y = dev.x.to(device), dev.y.to(device)
+    aug_cfg = cfg["augmentation"] if is_active(cfg["augmentation"]) else None
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    best = {"dev_acc": -1.0, "step": 0, "state": None}
+    history = []
+    progress = Progress(name, steps)
+    order, cursor = torch.randperm(len(x), generator=batch_gen), 0
+    model.train()
+    with open(log_path, "w", buffering=1) as log:
+        log.write(LOG_HEADER + "\n")
+        for step in range(1, steps + 1):
+            if cursor + bs > len(order):
+                order, cursor = torch.randperm(len(x), generator=batch_gen), 0
+            idx = order[cursor : cursor + bs].to(device)
+            cursor += bs
+            xb = x[idx]
+            if aug_cfg:
+                xb = augment(xb, aug_cfg, aug_gen)
+            loss = loss_fn(model(xb), y[idx])
+            if not torch.isfinite(loss):
+                progress.close()
+                raise Diverged(
+                    f"training diverged at step {step} (loss {loss.item()}); try a smaller {flag('optimizer.lr')}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            if step % tcfg["eval_every"] == 0 or step == steps:
+                train_acc, train_loss = approx_train_acc_and_loss(model, x, y, generator=eval_gen)
+                dev_acc, dev_loss = dev_acc_and_loss(model, dev_x, dev_y)
+                log.write(f"{step},{train_loss:.6f},{train_acc:.6f},{dev_loss:.6f},{dev_acc:.6f}\n")
+                history.append((step, dev_acc))
+                if dev_acc > best["dev_acc"]:
+                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best = {"dev_acc": dev_acc, "step": step, "state": state}
+                progress.update(
+                    step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True
+                )
+                if on_eval:
+                    on_eval(step, dev_acc)
+            else:
+                progress.update(step, f"loss {loss.item():.3f}")
+    progress.close()
+    train_time = time.perf_counter() - start
+    model.load_state_dict(best["state"])
+    if half:  # record what the stored float16 weights score, so the checkpoint reproduces it
+        model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in best["state"].items()})
+        best["dev_acc"] = dev_acc_and_loss(model, dev_x, dev_y)[0]
+    meta = {
+        "steps": steps,
+        "best_step": best["step"],
+        "dev_acc": best["dev_acc"],
+        "seed": tcfg["seed"],
+        "config": cfg,
+        "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
+    }
+    size = save_checkpoint(checkpoint_path, model, cfg["model"], meta, half=half)
+    return {
+        "best_dev_acc": best["dev_acc"],
+        "best_step": best["step"],
+        "final_dev_acc": history[-1][1],
+        "steps": steps,
+        "train_time_s": train_time,
+        "param_count": count_parameters(model),
+        "checkpoint_bytes": size,
+        "checkpoint": str(checkpoint_path),
+        "log": str(log_path),
+    }

@@ -1,0 +1,46 @@
+"""Shared fixtures: a small course-shaped synthetic folder and a runner for the command lines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qd.data import REAL_SAMPLE
+from qd.synth import write_synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def course_dir(tmp_path_factory) -> Path:
+    """A course-shaped synthetic set: 1,200 train, 600 dev, 600 test images."""
+    return write_synthetic(tmp_path_factory.mktemp("course") / "datasets", seed=1, sizes=(1200, 600, 600))
+
+
+@pytest.fixture
+def real_dir() -> Path:
+    if not (REAL_SAMPLE / "images.npy").exists():
+        pytest.skip(f"the shared real drawings are not here ({REAL_SAMPLE})")
+    return REAL_SAMPLE
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python <args>` from `cwd` with the repository importable; capture its output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:
+    """The frozen defaults of `model` on `data_dir`, with a short run."""
+    import copy
+
+    from qd.defaults import DEFAULTS
+
+    cfg = copy.deepcopy(DEFAULTS[model])
+    cfg["data"]["dir"] = str(data_dir)
+    cfg["train"].update(steps=steps, eval_every=10, threads=1, **train)
+    return cfg

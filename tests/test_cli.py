@@ -1,0 +1,142 @@
+"""The course command lines as subprocesses: run.sh end to end, required flags, bad input."""
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+STAMPED = re.compile(r"^\d{12}_(densenet|convnet|bestmodel)\.(pt|log)$")
+
+
+@pytest.fixture
+def workdir(course_dir, tmp_path):
+    """An empty folder with `datasets/` holding the small synthetic set."""
+    (tmp_path / "datasets").symlink_to(course_dir)
+    return tmp_path
+
+
+def run_sh_commands(steps: int) -> list[list[str]]:
+    """The six python commands of run.sh, with the repository's scripts and `steps` optimisation steps."""
+    commands = []
+    for line in (ROOT / "run.sh").read_text().splitlines():
+        if line.startswith("python "):
+            args = shlex.split(line)[1:]
+            args[0] = str(ROOT / args[0])
+            commands.append([steps if a == "2000" else a for a in args])
+    return [[str(a) for a in c] for c in commands]
+
+
+def test_run_sh_runs_top_to_bottom(workdir):
+    commands = run_sh_commands(steps=20)
+    assert len(commands) == 6
+    for args in commands:
+        result = run_cli(args, workdir)
+        assert result.returncode == 0, result.stderr
+    models = sorted(p.name for p in (workdir / "model_files").iterdir())
+    logs = sorted(p.name for p in (workdir / "log_files").iterdir())
+    assert [m for m in models if not STAMPED.match(m)] == ["bestmodel.pt", "convnet.pt", "densenet.pt"]
+    assert len(models) == 6 and len(logs) == 3 and all(STAMPED.match(name) for name in logs)
+    for log in (workdir / "log_files").iterdir():
+        rows = log.read_text().splitlines()
+        assert rows[0] == "step,train_loss,train_acc,dev_loss,dev_acc" and [r.split(",")[0] for r in rows[1:]] == ["20"]
+    for name in ("densenet", "convnet", "best_model"):
+        values = (workdir / f"{name}_predictions.csv").read_text().splitlines()
+        assert len(values) == 600 and set(values) <= {str(c) for c in range(6)}
+    assert (workdir / "model_files/bestmodel.pt").stat().st_size <= 1_000_000
+
+
+def _main(model="densenet"):
+    return str(ROOT / f"main_{model}.py")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "the following arguments are required: --mode"),
+        (["--LR", "0.1"], "the following arguments are required: --mode"),
+        (["--mode", "train", "--LR", "0.1"], "the following arguments are required to train: --bs, --epochs"),
+        (["--mode", "predict"], "the following arguments are required to predict: --weights, --predictionsFile"),
+        (["--mode", "fit"], "argument --mode: invalid choice: 'fit'"),
+    ],
+)
+def test_missing_or_bad_flags_get_argparse_errors(workdir, args, message):
+    result = run_cli([_main(), *args], workdir)
+    assert result.returncode == 2 and message in result.stderr
+
+
+TRAIN = ["--mode", "train", "--LR", "0.001", "--bs", "50", "--epochs", "20"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--LR", "-1"), "error: --LR (optimizer.lr): got -1.0; expected a positive learning rate"),
+        (("--LR", "nan"), "error: --LR (optimizer.lr): got nan; expected a positive learning rate"),
+        (("--bs", "0"), "error: --bs (train.batch_size): got 0; expected a whole number from 1 to 1200"),
+        (("--bs", "5000"), "error: --bs (train.batch_size): got 5000; expected a whole number from 1 to 1200"),
+        (("--epochs", "0"), "error: --epochs (train.steps): got 0; expected a positive number of optimisation steps"),
+        (
+            ("--dataDir", "nowhere"),
+            "error: nowhere: missing fruit_images.npy, fruit_labels.npy, fruit_dev_images.npy, fruit_dev_labels.npy; ",
+        ),
+    ],
+)
+def test_bad_training_input_exits_2_with_one_line_and_writes_nothing(workdir, change, message):
+    args = list(TRAIN)
+    if change[0] in args:
+        args[args.index(change[0]) + 1] = change[1]
+    else:
+        args += list(change)
+    result = run_cli([_main(), *args], workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message or result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (workdir / "model_files").exists() and not (workdir / "log_files").exists()
+
+
+def test_prediction_errors_keep_existing_outputs(workdir):
+    assert run_cli([_main(), *TRAIN], workdir).returncode == 0
+    predictions = workdir / "p.csv"
+    predictions.write_text("keep me\n")
+    cases = [
+        (["--weights", "model_files/nope.pt"], "error: model_files/nope.pt: checkpoint not found"),
+        (
+            ["--weights", "datasets/fruit_labels.npy"],
+            "error: datasets/fruit_labels.npy: not a torch checkpoint (expected the zip-based .pt format",
+        ),
+    ]
+    for weights, message in cases:
+        result = run_cli([_main(), "--mode", "predict", *weights, "--predictionsFile", "p.csv"], workdir)
+        assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    result = run_cli(
+        [_main("convnet"), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", "p.csv"],
+        workdir,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "error: model_files/densenet.pt: holds a densenet model; expected a convnet checkpoint"
+    )
+    (workdir / "dir.csv").mkdir()
+    result = run_cli(
+        [_main(), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", "dir.csv"], workdir
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == "error: --predictionsFile dir.csv: is a folder; expected a file path"
+    )
+    assert predictions.read_text() == "keep me\n"
+
+
+def test_predictions_file_parent_is_created(workdir):
+    assert run_cli([_main(), *TRAIN], workdir).returncode == 0
+    out = Path("deep/er/p.csv")
+    result = run_cli(
+        [_main(), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", str(out)], workdir
+    )
+    assert result.returncode == 0, result.stderr
+    assert np.loadtxt(workdir / out, dtype=int).shape == (600,)
+    assert not [p for p in (workdir / out).parent.iterdir() if p.name != "p.csv"], "no temporary files left"

@@ -1,0 +1,104 @@
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from qd.accuracies import accuracy, approx_train_acc_and_loss, dev_acc_and_loss
+from qd.checkpoint import load_model
+from qd.data import load_split
+from qd.errors import QDError
+from qd.train import LOG_HEADER, Diverged, build_optimizer, train
+
+
+def _run(tmp_path, cfg, name="run"):
+    return train(cfg, tmp_path / f"{name}.log", tmp_path / f"{name}.pt")
+
+
+def test_log_rows_checkpoint_and_metrics(course_dir, tmp_path):
+    metrics = _run(tmp_path, tiny_config("densenet", course_dir, steps=35))
+    rows = (tmp_path / "run.log").read_text().splitlines()
+    assert rows[0] == LOG_HEADER == "step,train_loss,train_acc,dev_loss,dev_acc"
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [10, 20, 30, 35]
+    dev_accs = [float(r.split(",")[4]) for r in rows[1:]]
+    assert metrics["best_dev_acc"] == pytest.approx(max(dev_accs), abs=1e-6)
+    assert metrics["final_dev_acc"] == pytest.approx(dev_accs[-1], abs=1e-6)
+    assert metrics["param_count"] == 79_106
+    assert metrics["checkpoint_bytes"] == (tmp_path / "run.pt").stat().st_size
+
+
+def test_the_checkpoint_is_the_best_dev_accuracy_and_reproduces_it(course_dir, tmp_path):
+    cfg = tiny_config("bestmodel", course_dir, steps=30, half_storage=True)
+    cfg["model"]["widths"] = [8, 16, 16]
+    metrics = _run(tmp_path, cfg)
+    model, ckpt = load_model(tmp_path / "run.pt", expect="bestmodel")
+    dev = load_split(course_dir, "dev")
+    acc, _ = dev_acc_and_loss(model, dev.x, dev.y)
+    assert acc == pytest.approx(metrics["best_dev_acc"], abs=1e-9)
+    assert ckpt["meta"]["dev_acc"] == metrics["best_dev_acc"] and ckpt["meta"]["best_step"] == metrics["best_step"]
+
+
+def test_same_seed_same_log(course_dir, tmp_path):
+    cfg = tiny_config("convnet", course_dir, steps=20)
+    _run(tmp_path, cfg, "a")
+    _run(tmp_path, cfg, "b")
+    assert (tmp_path / "a.log").read_text() == (tmp_path / "b.log").read_text()
+    cfg["train"]["seed"] = 1
+    _run(tmp_path, cfg, "c")
+    assert (tmp_path / "a.log").read_text() != (tmp_path / "c.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("optimizer", "lr", -1.0, r"--LR \(optimizer.lr\): got -1.0; expected a positive learning rate"),
+        ("optimizer", "lr", math.nan, r"--LR \(optimizer.lr\): got nan; expected a positive learning rate"),
+        ("train", "batch_size", 0, r"--bs \(train.batch_size\): got 0; expected a whole number from 1 to 1200"),
+        ("train", "batch_size", 5000, r"--bs \(train.batch_size\): got 5000; expected a whole number from 1 to 1200"),
+        ("train", "steps", 0, r"--epochs \(train.steps\): got 0; expected a positive number of optimisation steps"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_before_writing(course_dir, tmp_path, section, key, value, message):
+    cfg = tiny_config("densenet", course_dir)
+    cfg[section][key] = value
+    with pytest.raises(QDError, match=message):
+        _run(tmp_path, cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_divergence_stops_at_once_and_writes_no_checkpoint(course_dir, tmp_path):
+    cfg = tiny_config("densenet", course_dir, steps=200)
+    cfg["optimizer"] = {"_target_": "torch.optim.SGD", "lr": 1e4}
+    with pytest.raises(Diverged, match=r"training diverged at step \d+ \(loss (nan|inf)\); try a smaller --LR"):
+        _run(tmp_path, cfg)
+    assert not (tmp_path / "run.pt").exists()
+
+
+def test_an_oversized_bestmodel_is_refused_before_training(course_dir, tmp_path):
+    cfg = tiny_config("bestmodel", course_dir, half_storage=False)
+    cfg["model"]["widths"] = [64, 128, 256]
+    with pytest.raises(QDError, match=r"its checkpoint would be [\d,]+ bytes; bestmodel allows at most 1,000,000"):
+        _run(tmp_path, cfg)
+
+
+def test_optimizers_build_from_their_target(course_dir):
+    from qd.conf import compose_config
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    for name, cls in [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]:
+        cfg = compose_config("densenet", [f"optimizer={name}"])["optimizer"]
+        opt = build_optimizer(cfg, params)
+        assert type(opt) is cls and opt.defaults["lr"] == cfg["lr"]
+    assert build_optimizer(cfg, params).defaults["nesterov"] is True
+
+
+def test_accuracy_functions(course_dir):
+    assert accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
+    model = torch.nn.Sequential(torch.nn.Linear(784, 6), torch.nn.Dropout(0.5))
+    split = load_split(course_dir, "train")
+    g = torch.Generator().manual_seed(0)
+    acc, loss = approx_train_acc_and_loss(model, split.x, split.y, generator=g)
+    assert model.training, "evaluation restores the training mode"
+    acc2, loss2 = approx_train_acc_and_loss(model, split.x, split.y, generator=torch.Generator().manual_seed(0))
+    assert (acc, loss) == (acc2, loss2), "eval mode: dropout off, same sample, same figures"
+    assert 0 <= acc <= 1 and loss > 0
