@@ -2,6 +2,7 @@
 
 Config (each transform applies to an image with probability `p`):
   shift: {p, pixels}   rotate: {p, degrees}   scale: {p, amount}   hflip: {p}   blur: {p, sigma}
+  noise: {p, std}: Gaussian noise of std `std` times the image's value range, then re-standardised
 """
 
 from __future__ import annotations
@@ -48,7 +49,18 @@ def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
         blurred = _gaussian_blur(out, sigma)
         mask = _chosen(cfg, "blur", n, g).to(x)[:, None, None, None]
         out = mask * blurred + (1 - mask) * out
-    return out.reshape(n, -1)
+    out = out.reshape(n, -1)
+    std = cfg.get("noise", {}).get("std", 0)
+    if std > 0:
+        spread = (out.amax(1, keepdim=True) - out.amin(1, keepdim=True)) * _chosen(cfg, "noise", n, g)[:, None]
+        out = _standardise(out + torch.randn(out.shape, generator=g) * std * spread.to(x))
+    return out
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    """Each row to mean 0 and variance 1, as qd.data.standardise does."""
+    std = x.std(dim=1, keepdim=True, correction=0)
+    return (x - x.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

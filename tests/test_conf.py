@@ -21,3 +21,25 @@ def test_every_option_of_every_group_composes(group):
         cfg = compose_config("densenet", [f"{group}={option}"])
         assert set(cfg) == set(DEFAULTS["densenet"]), option
         assert cfg[group] == OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
+
+
+def test_course_flags_and_overrides_give_the_same_config():
+    from qd.cli import course_config, course_parser
+
+    args = course_parser("densenet").parse_args(
+        ["--mode", "train", "--LR", "1e-3", "--bs", "64", "--epochs", "500", "--dataDir", "d", "--logDir", "l"]
+    )
+    overrides = ["optimizer.lr=1e-3", "train.batch_size=64", "train.steps=500", "data.dir=d", "paths.log_dir=l"]
+    assert course_config("densenet", args) == compose_config("densenet", overrides)
+
+
+@pytest.mark.parametrize("preset, model", [("densenet_lr", "densenet"), ("convnet", "convnet")])
+def test_every_sweep_preset_composes_with_its_search_space(preset, model):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.study_name == preset and sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
+    assert sweeper.custom_search_space == "qd.sweep.prepare_trial" and sweeper.max_failure_rate == 1.0
+    assert "optimizer.lr" in sweeper.params

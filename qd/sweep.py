@@ -1,0 +1,179 @@
+"""What qd adds to the Hydra Optuna sweeper: trial<->job mapping, pruning, honest states, resuming.
+
+The sweeper (hydra-optuna-sweeper 1.3) never hands the Optuna trial to the job. qd's
+`prepare_trial`, set as the sweeper's `custom_search_space`, runs in the sweeping process for every
+trial before its job starts: it records the job's folder on the trial, adds the conditional search
+space of the preset, and makes the study record a pruned job as PRUNED rather than FAIL. The job
+then opens the study through its storage and finds its own trial by that folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from pathlib import Path
+
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from qd.app import Pruned, job_info, run_job
+from qd.conf import CONF_DIR
+from qd.errors import QDError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+JOB_DIR, WORKER, REASON = "job_dir", "worker", "qd_reason"  # trial user attributes
+_job_numbers = itertools.count()
+
+
+class SweepFailed(Exception):
+    """Every trial of the sweep failed; Hydra prints this message alone (see CompactHydraException)."""
+
+
+def _compact(error: SweepFailed) -> Exception:
+    from hydra.errors import CompactHydraException
+
+    return CompactHydraException(str(error))
+
+
+def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
+    """The sweeper's custom_search_space hook: called once per trial, in job order, before launch."""
+    job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
+    trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
+    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
+    conditional = cfg.get("search", {}).get("conditional")
+    if conditional:
+        for name, spec in OmegaConf.to_container(conditional).items():
+            if trial.params.get(spec["when"]["key"]) in spec["when"]["values"]:
+                _suggest(trial, name, spec)
+    _record_prunes_honestly(trial.study, int(cfg.hydra.sweeper.n_trials))
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: dict) -> None:
+    if "choices" in spec:
+        trial.suggest_categorical(name, spec["choices"])
+    elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+        trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+    else:
+        trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+
+
+def _record_prunes_honestly(study: optuna.Study, n_trials: int) -> None:
+    """Wrap the sweeper's study.tell: a job that stopped as pruned becomes PRUNED, not FAIL.
+
+    The job's outcome is read from the metrics.json in its folder. When the last trial of this
+    invocation is told and none completed, raise one clear line instead of the sweeper's "No trials
+    are completed yet".
+    """
+    if hasattr(study, "_qd_told"):
+        return
+    tell, study._qd_told = study.tell, []
+
+    def honest_tell(trial, state=None, values=None, **kwargs):
+        outcome = {}
+        if state == TrialState.FAIL:
+            metrics = Path(trial.user_attrs[JOB_DIR], "metrics.json")
+            outcome = json.loads(metrics.read_text()) if metrics.exists() else {"reason": "the job wrote no metrics"}
+            if outcome.get("state") == "pruned":
+                state = TrialState.PRUNED
+        result = tell(trial, state=state, values=values, **kwargs)
+        study._qd_told.append((state, outcome.get("reason", "")))
+        if len(study._qd_told) == n_trials and all(s == TrialState.FAIL for s, _ in study._qd_told):
+            reasons = "; ".join(sorted({r for _, r in study._qd_told}))
+            raise _compact(SweepFailed(f"sweep failed: all {n_trials} trials failed ({reasons})"))
+        return result
+
+    study.tell = honest_tell
+
+
+def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
+    """From the preset's `pruning` section: none, median or halving (successive halving)."""
+    cfg = dict(cfg or {"name": "none"})
+    name = cfg.pop("name")
+    if name == "median":
+        return optuna.pruners.MedianPruner(**cfg)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**cfg)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise QDError(f"pruning.name: got {name!r}; expected none, median or halving")
+
+
+def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
+    """The running trial of this job, found in the study by the job's folder."""
+    study = optuna.load_study(study_name=hc.sweeper.study_name, storage=hc.sweeper.storage, pruner=pruner)
+    job_dir = str(Path(hc.runtime.output_dir).resolve())
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get(JOB_DIR) == job_dir:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            return trial
+    raise QDError(f"{job_dir}: no running trial of study {study.study_name} belongs to this job")
+
+
+def run_trial(cfg: dict, out: Path, hc: DictConfig) -> float:
+    """Run one sweep job; its learning curve goes to the study, its outcome to the trial's attributes."""
+    trial = attach_trial(hc, make_pruner(cfg.get("pruning")))
+
+    def on_eval(step: int, dev_acc: float) -> None:
+        trial.report(dev_acc, step)
+        if trial.should_prune():
+            raise Pruned(f"pruned at step {step} with dev accuracy {dev_acc:.4f}")
+
+    info = {**job_info(hc), "study": hc.sweeper.study_name, "trial": trial.number, "params": trial.params}
+    return run_job(cfg, out, info, on_eval)["best_dev_acc"]
+
+
+def _sweep_settings(model: str, argv: list[str]) -> DictConfig | None:
+    """The composed hydra.sweeper settings of a multirun command line, or None for a single run."""
+    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=model, overrides=overrides, return_hydra_config=True)
+    multirun = multirun or cfg.hydra.mode == RunMode.MULTIRUN
+    if not multirun or "optuna" not in str(cfg.hydra.sweeper.get("_target_", "")).lower():
+        return None
+    return cfg.hydra.sweeper
+
+
+def resume_overrides(model: str, argv: list[str]) -> list[str]:
+    """Make `hydra.sweeper.n_trials` count the study's total, so a rerun resumes rather than adds.
+
+    Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
+    to run, say so and exit.
+    """
+    if any(a in ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help") or a.startswith("-sc") for a in argv):
+        return []
+    sweeper = _sweep_settings(model, argv)
+    if sweeper is None or not sweeper.storage:
+        return []
+    storage = str(sweeper.storage)
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        study = optuna.load_study(study_name=sweeper.study_name, storage=storage)
+    except KeyError:
+        return []
+    _fail_dead_trials(study)
+    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    remaining = int(sweeper.n_trials) - done
+    if remaining <= 0:
+        print(f"study {sweeper.study_name} already holds {done} finished trials of {sweeper.n_trials}; nothing to run")
+        raise SystemExit(0)
+    print(f"resuming study {sweeper.study_name}: {done} finished trials kept, {remaining} to run")
+    return [f"hydra.sweeper.n_trials={remaining}"]
+
+
+def _fail_dead_trials(study: optuna.Study) -> None:
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
+        if worker_host == host and pid and not Path(f"/proc/{pid}").exists():
+            optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, "interrupted (its process died)")
+            study.tell(t.number, state=TrialState.FAIL)

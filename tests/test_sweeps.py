@@ -1,0 +1,186 @@
+"""Real Hydra multiruns with the Optuna sweeper, as subprocesses, on a small synthetic set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, run_cli
+from qd.results import collect, table
+
+pytestmark = pytest.mark.slow
+
+
+def sweep(workdir: Path, course_dir: Path, *overrides: str, model: str = "densenet", steps: int = 20):
+    args = [
+        str(ROOT / f"main_{model}.py"),
+        "-m",
+        f"data.dir={course_dir}",
+        f"train.steps={steps}",
+        "train.eval_every=10",
+        *overrides,
+    ]
+    return run_cli(args, workdir, timeout=400)
+
+
+def study_trials(workdir: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = f"sqlite:///{workdir}/outputs/sweeps/{name}.db"
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def metrics(workdir: Path) -> list[dict]:
+    folder = workdir / "outputs/sweeps"
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))] if folder.exists() else []
+
+
+def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
+    result = sweep(tmp_path, course_dir, "+sweep=densenet_lr", "hydra.sweeper.n_trials=4")
+    assert result.returncode == 0, result.stderr
+    trials = study_trials(tmp_path, "densenet_lr")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    records = metrics(tmp_path)
+    assert sorted(r["trial"] for r in records) == [0, 1, 2, 3]
+    best = max(records, key=lambda r: r["best_dev_acc"])
+    df = table(collect([str(tmp_path / "outputs/sweeps/densenet_lr")]))
+    assert df.iloc[0]["trial"] == best["trial"] and df.iloc[0]["job_dir"] == best["job_dir"]
+    assert best["best_dev_acc"] == max(t.value for t in trials)
+    for r in records:
+        trial = trials[r["trial"]]
+        assert r["params"] == trial.params and r["best_dev_acc"] == trial.value
+        assert trial.intermediate_values == {10: pytest.approx(trial.intermediate_values[10]), 20: trial.value}
+        assert Path(r["checkpoint"]).is_file() and r["state"] == "complete"
+    printed = run_cli(["-m", "qd.results", str(tmp_path / "outputs/sweeps")], tmp_path)
+    assert (
+        f"best: densenet densenet_lr trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}" in printed.stdout
+    )
+
+
+def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
+    args = [
+        str(ROOT / "main_densenet.py"),
+        f"data.dir={course_dir}",
+        "train.steps=20",
+        "train.eval_every=10",
+        "+sweep=densenet_lr",
+        "hydra.sweeper.n_trials=4",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 200
+    while not [
+        m for m in (metrics(tmp_path) if (tmp_path / "outputs/sweeps").exists() else []) if m["state"] == "complete"
+    ]:
+        assert time.time() < deadline and proc.poll() is None, "the first trial never completed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = metrics(tmp_path)
+    completed_before = {m["trial"]: m["best_dev_acc"] for m in first if m["state"] == "complete"}
+
+    result = run_cli(args, tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "resuming study densenet_lr:" in result.stdout
+    trials = study_trials(tmp_path, "densenet_lr")
+    assert len(trials) == 4, "the study ends with the number of trials asked for in total"
+    for number, acc in completed_before.items():
+        assert trials[number].state.name == "COMPLETE" and trials[number].value == acc
+    assert all(t.state.is_finished() for t in trials)
+    sweep_dirs = sorted(p for p in (tmp_path / "outputs/sweeps/densenet_lr").iterdir() if p.is_dir())
+    assert len(sweep_dirs) == 2, "each invocation has its own folder: nothing overwritten"
+    assert all(
+        json.loads(Path(m["job_dir"], "metrics.json").read_text()) == m for m in first if m["state"] == "complete"
+    )
+
+    again = run_cli(args, tmp_path)
+    assert again.returncode == 0 and "already holds 4 finished trials of 4; nothing to run" in again.stdout
+
+
+def test_diverging_and_crashing_trials_fail_without_ending_the_sweep(course_dir, tmp_path):
+    result = sweep(
+        tmp_path,
+        course_dir,
+        "+sweep=densenet_lr",
+        "hydra.sweeper.n_trials=3",
+        "optimizer=sgd",
+        "optimizer.lr=choice(0.01, 10000.0)",
+    )
+    assert result.returncode == 0, result.stderr
+    trials = study_trials(tmp_path, "densenet_lr")
+    by_lr = {t.params["optimizer.lr"]: t for t in trials}
+    assert by_lr[0.01].state.name == "COMPLETE"
+    failed = [m for m in metrics(tmp_path) if m["state"] == "failed"]
+    assert failed and all("training diverged at step" in m["reason"] for m in failed)
+    assert all(t.state.name == "FAIL" for t in trials if t.params["optimizer.lr"] == 10000.0)
+
+
+def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_path):
+    result = sweep(
+        tmp_path,
+        course_dir,
+        "+sweep=densenet_lr",
+        "hydra.sweeper.n_trials=2",
+        "optimizer=sgd",
+        "optimizer.lr=choice(10000.0)",
+    )
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
+    assert len(ours) == 1 and ours[0].startswith("sweep failed: all 2 trials failed (training diverged at step")
+    assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["FAIL", "FAIL"]
+
+
+def test_two_joblib_workers_train_at_the_same_time(course_dir, tmp_path):
+    result = sweep(
+        tmp_path, course_dir, "+sweep=densenet_lr", "+launcher=parallel", "hydra.sweeper.n_trials=2", steps=300
+    )
+    assert result.returncode == 0, result.stderr
+    a, b = metrics(tmp_path)
+    assert a["started"] < b["finished"] and b["started"] < a["finished"], "the two trials overlapped in time"
+    assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE", "COMPLETE"]
+
+
+def test_submitit_local_runs_each_trial_as_its_own_process(course_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path}/outputs/sweeps/densenet_lr.db?timeout=60"
+    result = sweep(
+        tmp_path,
+        course_dir,
+        "+sweep=densenet_lr",
+        "+launcher=submitit_local",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.storage='{storage}'",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE", "COMPLETE"]
+    assert len(list((tmp_path / "outputs/sweeps/densenet_lr").rglob(".submitit/*/*_result.pkl"))) == 2
+
+
+def test_the_pruner_stops_hopeless_trials_and_the_study_says_pruned(course_dir, tmp_path):
+    result = sweep(
+        tmp_path,
+        course_dir,
+        "+sweep=densenet_lr",
+        "hydra.sweeper.n_trials=4",
+        "optimizer=sgd",
+        "optimizer.lr=choice(0.05, 0.000001)",
+        "pruning.name=median",
+        "+pruning.n_startup_trials=1",
+        steps=60,
+    )
+    assert result.returncode == 0, result.stderr
+    trials = study_trials(tmp_path, "densenet_lr")
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["optimizer.lr"] == 0.000001 for t in pruned)
+    for t in pruned:
+        record = json.loads(Path(t.user_attrs["job_dir"], "metrics.json").read_text())
+        assert record["state"] == "pruned" and record["reason"].startswith("pruned at step")
+        assert max(t.intermediate_values) < 60
