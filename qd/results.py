@@ -58,13 +58,18 @@ def collect(sources: list[str]) -> list[dict]:
     return records
 
 
+def rank(records: list[dict]) -> list[dict]:
+    """Best dev accuracy first (ties: by study, then job folder); trials without one last."""
+    return sorted(records, key=lambda r: (-(r.get("best_dev_acc") or -1.0), str(r.get("study")), str(r.get("job_dir"))))
+
+
 def table(records: list[dict]):
-    """A pandas DataFrame of the trials, best dev accuracy first; failed and pruned ones last."""
+    """A pandas DataFrame of the trials in `rank` order."""
     import pandas as pd
 
-    df = pd.DataFrame([{"reason": "", **r} for r in records], columns=COLUMNS)
+    df = pd.DataFrame([{"reason": "", **r} for r in rank(records)], columns=COLUMNS)
     df["state"] = df["state"].str.upper()
-    return df.sort_values(["best_dev_acc", "trial"], ascending=[False, True], na_position="last").reset_index(drop=True)
+    return df
 
 
 def main(argv: list[str] | None = None) -> None:

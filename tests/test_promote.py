@@ -1,0 +1,137 @@
+"""Promotion end to end: tiny real sweeps of the three models, then the verified submission."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from qd.bundle import CORE_MODULES, DELIVERABLES
+from qd.checkpoint import read_checkpoint, save_checkpoint
+from qd.errors import QDError
+from qd.models import build_model
+from qd.promote import promote
+from qd.results import collect, table
+
+pytestmark = pytest.mark.slow
+TINY_BEST = "model.widths=[8,16,16]"
+
+
+@pytest.fixture(scope="module")
+def sweeps(course_dir, tmp_path_factory) -> Path:
+    """A workdir whose outputs/ holds two-trial sweeps of each model (densenet has two studies)."""
+    work = tmp_path_factory.mktemp("sweeps")
+    common = ["-m", f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
+    for model, extra in [("densenet", ["+sweep=densenet_lr"]), ("convnet", ["+sweep=convnet", "train.steps=20"]),
+                         ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,
+                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"]),
+                         ("densenet", ["+sweep=densenet_lr", "hydra.sweeper.study_name=dense2",
+                                       "hydra.sweeper.storage=sqlite:///outputs/sweeps/dense2.db"])]:  # fmt: skip
+        result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
+        assert result.returncode == 0, result.stderr
+    return work
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(sweeps, course_dir):
+    out = sweeps / "submission"
+    winners = promote([str(sweeps / "outputs")], out, course_dir)
+    df = table(collect([str(sweeps / "outputs")]))
+    for model, record in winners.items():
+        best = df[(df.model == model) & (df.state == "COMPLETE")].iloc[0]
+        assert record["job_dir"] == best["job_dir"] and record["best_dev_acc"] == best["best_dev_acc"]
+        assert (out / f"{model}.pt").read_bytes() == Path(record["checkpoint"]).read_bytes()
+    for name in ("densenet_predictions.csv", "convnet_predictions.csv", "best_model_predictions.csv"):
+        lines = (out / name).read_text().splitlines()
+        assert len(lines) == 600 and set(lines) <= set("012345")
+    readme = (out / "README.md").read_text()
+    assert "# Best model" in readme and f"{winners['bestmodel']['best_dev_acc']:.4f}" in readme
+    with zipfile.ZipFile(out / "code.zip") as z:
+        names = set(z.namelist())
+    assert all("/" not in n for n in names)
+    assert set(DELIVERABLES) | {"accuracies.py", "main_densenet.py", "main_convnet.py", "main_bestmodel.py"} <= names
+    assert names - set(DELIVERABLES) == {f"{'qd' if m == '__init__' else m}.py" for m in CORE_MODULES} | {
+        "main_densenet.py", "main_convnet.py", "main_bestmodel.py"}  # fmt: skip
+    assert not [n for n in names if n.endswith(".npy")]
+
+    before = digest(out)
+    promote([str(sweeps / "outputs")], out, course_dir)
+    assert digest(out) == before, "promoting twice from the same sweeps gives identical files"
+
+
+def test_refusals_leave_the_previous_submission_untouched(sweeps, course_dir, tmp_path):
+    out = tmp_path / "submission"
+    promote([str(sweeps / "outputs")], out, course_dir)
+    before = digest(out)
+
+    with pytest.raises(QDError, match="no complete, verifiable trial on .* for densenet, convnet, bestmodel"):
+        promote([str(tmp_path / "empty")] if (tmp_path / "empty").mkdir() is None else [], out, course_dir)
+    assert digest(out) == before
+
+    # A best model whose checkpoint is over 1 MB.
+    fake = tmp_path / "outputs/big/0"
+    best = next(r for r in collect([str(sweeps / "outputs")]) if r["model"] == "bestmodel" and r["state"] == "complete")
+    meta = read_checkpoint(best["checkpoint"])["meta"]
+    big_cfg = {"name": "bestmodel", "widths": [64, 128, 256], "depth": 2, "dropout": 0.0}
+    save_checkpoint(fake / "bestmodel.pt", build_model(big_cfg), big_cfg, {**meta, "dev_acc": 0.999})
+    record = {**best, "best_dev_acc": 0.999, "checkpoint": str(fake / "bestmodel.pt"), "job_dir": str(fake),
+              "trial": 99}  # fmt: skip
+    (fake / "metrics.json").write_text(json.dumps(record))
+    sources = [str(sweeps / "outputs"), str(tmp_path / "outputs")]
+    with pytest.raises(
+        QDError,
+        match=r"bestmodel: study best trial 99, .*: checkpoint is [\d,]+ bytes; the course allows at most 1,000,000",
+    ):
+        promote(sources, out, course_dir)
+    assert digest(out) == before
+
+    # A checkpoint whose recorded accuracy does not reproduce.
+    shutil.copyfile(best["checkpoint"], fake / "bestmodel.pt")
+    ckpt_meta = read_checkpoint(fake / "bestmodel.pt")
+    ckpt_meta["meta"]["dev_acc"] = 0.999
+    model = build_model(ckpt_meta["model"])
+    model.load_state_dict(ckpt_meta["state_dict"], strict=True)
+    save_checkpoint(fake / "bestmodel.pt", model, ckpt_meta["model"], ckpt_meta["meta"], half=True)
+    with pytest.raises(QDError, match=r"bestmodel.pt: reloaded, scores 0\.\d+ on dev, not the recorded 0\.999000"):
+        promote(sources, out, course_dir)
+    assert digest(out) == before
+    assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
+
+
+def test_code_zip_runs_where_only_torch_and_numpy_are_installed(sweeps, course_dir, tmp_path):
+    out = sweeps / "submission"
+    if not out.exists():
+        promote([str(sweeps / "outputs")], out, course_dir)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [venv / "bin/pip", "install", "-q", "torch==2.13.0", "numpy==2.4.6"], capture_output=True, text=True
+    )
+    assert pip.returncode == 0, pip.stderr
+    unpacked = tmp_path / "grader"
+    with zipfile.ZipFile(out / "code.zip") as z:
+        z.extractall(unpacked)
+    (unpacked / "datasets").symlink_to(course_dir)
+    for model, predictions in (("densenet", "densenet_predictions.csv"), ("convnet", "convnet_predictions.csv"),
+                               ("bestmodel", "best_model_predictions.csv")):  # fmt: skip
+        command = [venv / "bin/python", f"main_{model}.py", "--mode", "predict", "--dataDir", "datasets",
+                   "--weights", f"{model}.pt", "--predictionsFile", f"again_{predictions}"]  # fmt: skip
+        result = subprocess.run(command, cwd=unpacked, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert (unpacked / f"again_{predictions}").read_bytes() == (out / predictions).read_bytes()
+    train = [venv / "bin/python", "main_bestmodel.py", "--mode", "train", "--LR", "0.01", "--bs", "50", "--epochs", "5"]
+    result = subprocess.run(train, cwd=unpacked, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (unpacked / "model_files/bestmodel.pt").is_file()
+    check = subprocess.run([venv / "bin/python", "-c", "import hydra"], capture_output=True, text=True)
+    assert "No module named 'hydra'" in check.stderr
