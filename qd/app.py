@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,14 +36,40 @@ class Pruned(Exception):
     """Raised from the evaluation callback when the sweep's pruner stops a hopeless trial."""
 
 
+INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
+
+
 def run_hydra(model: str, argv: list[str]) -> None:
     """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags)."""
-    from qd.sweep import resume_overrides
+    if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
+        with exit_on_user_error():
+            hydra_cfg = compose_checked(model, argv)
+            if is_optuna_sweep(hydra_cfg, argv) and hydra_cfg.sweeper.storage:
+                from qd.sweep import resume_overrides
 
-    with exit_on_user_error():
-        argv = argv + resume_overrides(model, argv)
+                argv = argv + resume_overrides(hydra_cfg.sweeper)
     sys.argv = [f"main_{model}.py", *argv]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+
+
+def compose_checked(model: str, argv: list[str]) -> DictConfig:
+    """The `hydra` node that `argv` composes to; a bad override is one line naming it (QDError)."""
+    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=model, overrides=overrides, return_hydra_config=True).hydra
+    except HydraException as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
+        options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
+        detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
+        raise QDError(f"bad override: {lines[0]}; {detail}") from None
+
+
+def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN or any(a in ("-m", "--multirun") for a in argv)
+    return multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower()
 
 
 def task(cfg: DictConfig) -> float:
@@ -87,6 +117,6 @@ def run_job(cfg: dict, out: Path, info: dict, on_eval=None) -> dict:
         record.update(state="failed", reason=one_line(e))
         raise
     finally:
-        record.update(finished=time.time())
+        record.update(finished=time.time(), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         record["wall_time_s"] = record["finished"] - record["started"]
         atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=str) + "\n")

@@ -35,8 +35,9 @@ def effects(trials: list[dict]) -> list[str]:
         lines += [f"| {label} | {len(a)} | {mean(a):.4f} | {max(a):.4f} |" for label, a in groups]
         best = max(groups, key=lambda g: mean(g[1]))
         worst = min(groups, key=lambda g: mean(g[1]))
+        gap = 100 * (mean(best[1]) - mean(worst[1]))
         lines += ["", f"Best on average with {name} = {best[0]} ({mean(best[1]):.4f}); worst with {worst[0]} "
-                  f"({mean(worst[1]):.4f}): a difference of {100 * (mean(best[1]) - mean(worst[1])):.1f} points.", ""]  # fmt: skip
+                  f"({mean(worst[1]):.4f}): a difference of {gap:.1f} points.", ""]  # fmt: skip
     return lines
 
 
@@ -65,7 +66,8 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
         "",
         "## What was tried",
         "",
-        f"{len(trials)} trials: {states['complete']} complete, {states['pruned']} pruned early, {states['failed']} failed.",
+        f"{len(trials)} trials: {states['complete']} complete, {states['pruned']} pruned early, "
+        f"{states['failed']} failed.",
         "",
         "| study | trial | state | dev acc | parameters |",
         "| --- | --- | --- | --- | --- |",

@@ -44,26 +44,46 @@ class TooSimpleConvNN(nn.Module):
 
 
 class BestModel(nn.Module):
-    """A batch-norm CNN: `depth` 3x3 convolutions per stage, max-pool between stages, global average.
+    """A batch-norm CNN cheap enough to train on two CPU cores: one convolution at full resolution.
 
-    `widths` gives the channels of each stage; the classifier is dropout then one linear layer.
+    A `stem_kernel` convolution to widths[0] channels at 28x28 and a 2x2 max-pool, then one stage of
+    `depth` 3x3 convolutions per further width (max-pool between stages), then global average pooling,
+    dropout and one linear layer. With `tta` the eval-mode scores average the image and its mirror.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (24, 48, 96), depth: int = 2, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (16, 32, 64),
+        depth: int = 2,
+        dropout: float = 0.2,
+        stem_kernel: int = 3,
+        tta: bool = False,
+    ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = 1
-        for stage, width in enumerate(widths):
-            if stage:
-                layers.append(nn.MaxPool2d(2))
+        layers = _conv_bn_relu(1, widths[0], stem_kernel)
+        channels = widths[0]
+        for width in widths[1:]:
+            layers.append(nn.MaxPool2d(2))
             for _ in range(depth):
-                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+                layers += _conv_bn_relu(channels, width, 3)
                 channels = width
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, N_CLASSES))
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, N_CLASSES))
+        self.tta = tta
+        self.to(memory_format=torch.channels_last)  # mkldnn convolutions run about 1.4x faster so
+
+    def _scores(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images).mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(_as_images(x)).mean(dim=(2, 3)))
+        images = _as_images(x)
+        if self.tta and not self.training:
+            return (self._scores(images) + self._scores(images.flip(-1))) / 2
+        return self._scores(images)
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

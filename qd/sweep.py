@@ -12,18 +12,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import socket
+import time
 from pathlib import Path
 
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from qd.app import Pruned, job_info, run_job
-from qd.conf import CONF_DIR
 from qd.errors import QDError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -129,37 +127,13 @@ def run_trial(cfg: dict, out: Path, hc: DictConfig) -> float:
     return run_job(cfg, out, info, on_eval)["best_dev_acc"]
 
 
-def _sweep_settings(model: str, argv: list[str]) -> DictConfig | None:
-    """The composed hydra.sweeper settings of a multirun command line, or None for a single run."""
-    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
-    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=model, overrides=overrides, return_hydra_config=True)
-    multirun = multirun or cfg.hydra.mode == RunMode.MULTIRUN
-    if not multirun or "optuna" not in str(cfg.hydra.sweeper.get("_target_", "")).lower():
-        return None
-    return cfg.hydra.sweeper
-
-
-def resume_overrides(model: str, argv: list[str]) -> list[str]:
+def resume_overrides(sweeper: DictConfig) -> list[str]:
     """Make `hydra.sweeper.n_trials` count the study's total, so a rerun resumes rather than adds.
 
     Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
     to run, say so and exit.
     """
-    if any(a in ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help") or a.startswith("-sc") for a in argv):
-        return []
-    sweeper = _sweep_settings(model, argv)
-    if sweeper is None or not sweeper.storage:
-        return []
-    storage = str(sweeper.storage)
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        study = optuna.load_study(study_name=sweeper.study_name, storage=storage)
-    except KeyError:
-        return []
+    study = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
     _fail_dead_trials(study)
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     remaining = int(sweeper.n_trials) - done
@@ -168,6 +142,25 @@ def resume_overrides(model: str, argv: list[str]) -> list[str]:
         raise SystemExit(0)
     print(f"resuming study {sweeper.study_name}: {done} finished trials kept, {remaining} to run")
     return [f"hydra.sweeper.n_trials={remaining}"]
+
+
+def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> optuna.Study:
+    """Create or load the study before the sweeper does.
+
+    Optuna 2.10 creates its tables and the study without guarding against a second worker doing the
+    same at the same moment (PostgreSQL then refuses a duplicate type or row): retry, and the loser
+    finds what the winner created.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(attempts - 1):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+        except SQLAlchemyError:
+            time.sleep(0.2 + random.random())
+    return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
 
 
 def _fail_dead_trials(study: optuna.Study) -> None:

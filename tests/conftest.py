@@ -34,6 +34,24 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+TINY_BEST = "model.widths=[8,16,16]"  # a best model small enough for quick tests
+
+
+def sweep_metrics(workdir: Path) -> list[dict]:
+    """Every metrics.json under `workdir`/outputs/sweeps."""
+    import json
+
+    folder = workdir / "outputs/sweeps"
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))] if folder.exists() else []
+
+
+def study_trials(workdir: Path, name: str) -> list:
+    import optuna
+
+    storage = f"sqlite:///{workdir}/outputs/sweeps/{name}.db"
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
 def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:
     """The frozen defaults of `model` on `data_dir`, with a short run."""
     import copy

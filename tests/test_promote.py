@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY_BEST, run_cli
 from qd.bundle import CORE_MODULES, DELIVERABLES
 from qd.checkpoint import read_checkpoint, save_checkpoint
 from qd.errors import QDError
@@ -21,7 +21,6 @@ from qd.promote import promote
 from qd.results import collect, table
 
 pytestmark = pytest.mark.slow
-TINY_BEST = "model.widths=[8,16,16]"
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, study_trials, sweep_metrics
 from qd.results import collect, table
 
 pytestmark = pytest.mark.slow
@@ -31,22 +30,12 @@ def sweep(workdir: Path, course_dir: Path, *overrides: str, model: str = "densen
     return run_cli(args, workdir, timeout=400)
 
 
-def study_trials(workdir: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    storage = f"sqlite:///{workdir}/outputs/sweeps/{name}.db"
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
-def metrics(workdir: Path) -> list[dict]:
-    folder = workdir / "outputs/sweeps"
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))] if folder.exists() else []
-
-
 def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
     result = sweep(tmp_path, course_dir, "+sweep=densenet_lr", "hydra.sweeper.n_trials=4")
     assert result.returncode == 0, result.stderr
     trials = study_trials(tmp_path, "densenet_lr")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
-    records = metrics(tmp_path)
+    records = sweep_metrics(tmp_path)
     assert sorted(r["trial"] for r in records) == [0, 1, 2, 3]
     best = max(records, key=lambda r: r["best_dev_acc"])
     df = table(collect([str(tmp_path / "outputs/sweeps/densenet_lr")]))
@@ -78,13 +67,15 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     )
     deadline = time.time() + 200
     while not [
-        m for m in (metrics(tmp_path) if (tmp_path / "outputs/sweeps").exists() else []) if m["state"] == "complete"
+        m
+        for m in (sweep_metrics(tmp_path) if (tmp_path / "outputs/sweeps").exists() else [])
+        if m["state"] == "complete"
     ]:
         assert time.time() < deadline and proc.poll() is None, "the first trial never completed"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    first = metrics(tmp_path)
+    first = sweep_metrics(tmp_path)
     completed_before = {m["trial"]: m["best_dev_acc"] for m in first if m["state"] == "complete"}
 
     result = run_cli(args, tmp_path, timeout=400)
@@ -118,7 +109,7 @@ def test_diverging_and_crashing_trials_fail_without_ending_the_sweep(course_dir,
     trials = study_trials(tmp_path, "densenet_lr")
     by_lr = {t.params["optimizer.lr"]: t for t in trials}
     assert by_lr[0.01].state.name == "COMPLETE"
-    failed = [m for m in metrics(tmp_path) if m["state"] == "failed"]
+    failed = [m for m in sweep_metrics(tmp_path) if m["state"] == "failed"]
     assert failed and all("training diverged at step" in m["reason"] for m in failed)
     assert all(t.state.name == "FAIL" for t in trials if t.params["optimizer.lr"] == 10000.0)
 
@@ -143,7 +134,7 @@ def test_two_joblib_workers_train_at_the_same_time(course_dir, tmp_path):
         tmp_path, course_dir, "+sweep=densenet_lr", "+launcher=parallel", "hydra.sweeper.n_trials=2", steps=300
     )
     assert result.returncode == 0, result.stderr
-    a, b = metrics(tmp_path)
+    a, b = sweep_metrics(tmp_path)
     assert a["started"] < b["finished"] and b["started"] < a["finished"], "the two trials overlapped in time"
     assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE", "COMPLETE"]
 

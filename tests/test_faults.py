@@ -1,0 +1,149 @@
+"""Faults: kill -9 during training and promotion, concurrent sweep workers on PostgreSQL, load."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, TINY_BEST, run_cli, study_trials, sweep_metrics
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_kill_9_mid_training_leaves_no_checkpoint_and_a_log_of_whole_rows(course_dir, tmp_path):
+    args = [str(ROOT / "main_densenet.py"), "--mode", "train", "--dataDir", str(course_dir), "--LR", "1e-3",
+            "--bs", "50", "--epochs", "100000"]  # fmt: skip
+    (tmp_path / "model_files").mkdir()
+    (tmp_path / "model_files/densenet.pt").write_bytes(b"the user's previous checkpoint")
+    proc = start(args, tmp_path)
+    deadline = time.time() + 120
+    while (
+        not list((tmp_path / "log_files").glob("*.log"))
+        or len(next((tmp_path / "log_files").glob("*.log")).read_text().splitlines()) < 3
+    ):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log = next((tmp_path / "log_files").glob("*.log")).read_text()
+    assert log.endswith("\n"), "every row is whole"
+    rows = log.splitlines()
+    assert rows[0] == "step,train_loss,train_acc,dev_loss,dev_acc" and int(rows[-1].split(",")[0]) < 100000
+    assert [p.name for p in (tmp_path / "model_files").iterdir()] == ["densenet.pt"], "no checkpoint, no temp file"
+    assert (tmp_path / "model_files/densenet.pt").read_bytes() == b"the user's previous checkpoint"
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(course_dir, tmp_path):
+    common = ["-m", f"data.dir={course_dir}", "train.steps=10", "train.eval_every=10", "hydra.sweeper.n_trials=1"]
+    for model, preset in (("densenet", "densenet_lr"), ("convnet", "convnet"), ("bestmodel", "bestmodel")):
+        extra = [TINY_BEST] if model == "bestmodel" else []
+        result = run_cli([str(ROOT / f"main_{model}.py"), *common, f"+sweep={preset}", *extra], tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr
+    promote = ["-m", "qd.promote", "--data-dir", str(course_dir)]
+    assert run_cli(promote, tmp_path).returncode == 0
+    old = digest(tmp_path / "submission")
+    shutil.copytree(tmp_path / "submission", tmp_path / "expected_old")
+    # A newer winner, so that the next promotion differs.
+    result = run_cli(
+        [str(ROOT / "main_densenet.py"), *common, "+sweep=densenet_lr", "hydra.sweeper.n_trials=3"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    seen = set()
+    for delay in (0.5, 1.5, 3.0, 4.5, 6.0):
+        proc = start(promote, tmp_path)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        recovered = run_cli(
+            ["-c", "from pathlib import Path; from qd.promote import recover; recover(Path('submission'))"], tmp_path
+        )
+        assert recovered.returncode == 0, recovered.stderr
+        now = digest(tmp_path / "submission")
+        assert now == old or set(now) == set(old), "the old submission or a complete new one, never a mix"
+        seen.add("old" if now == old else "new")
+        old = now
+    assert run_cli(promote, tmp_path).returncode == 0
+    assert not list(tmp_path.glob(".submission.*"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1, owned by the postgres user, removed afterwards."""
+    bindir = next(Path("/usr/lib/postgresql").glob("*/bin"), None)
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    data = Path(tempfile.mkdtemp(prefix="qd-pg-"))  # under /tmp, which the postgres user can reach
+    shutil.chown(data, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_postgres, bindir / "initdb", "-D", data, "-A", "trust", "-U", "qd"], check=True, capture_output=True
+    )
+    port = _free_port()
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-o", options, "-w", "-l", data / "log", "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    yield f"postgresql://qd@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_trials(course_dir, tmp_path, postgres):
+    def worker(seed: int) -> subprocess.Popen:
+        args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=10", "train.eval_every=10",
+                "+sweep=densenet_lr", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
+                f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=shared"]  # fmt: skip
+        return start(args, tmp_path)
+
+    procs = [worker(1), worker(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err.decode()
+    trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
+    records = sweep_metrics(tmp_path)
+    assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(r["trial"] for r in records) == list(range(8)), "every trial recorded once"
+    assert len({r["job_dir"] for r in records}) == 8
+    for r in records:
+        assert (
+            trials[r["trial"]].user_attrs["job_dir"] == r["job_dir"] and trials[r["trial"]].value == r["best_dev_acc"]
+        )
+
+
+def test_a_200_trial_sweep_stays_consistent_and_flat_in_memory(course_dir, tmp_path):
+    args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=1", "train.eval_every=1",
+            "+sweep=densenet_lr", "hydra.sweeper.n_trials=200"]  # fmt: skip
+    result = run_cli(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    trials = study_trials(tmp_path, "densenet_lr")
+    records = sorted(sweep_metrics(tmp_path), key=lambda r: r["trial"])
+    assert len(trials) == 200 and all(t.state.name == "COMPLETE" for t in trials)
+    assert [r["trial"] for r in records] == list(range(200))
+    growth = records[-1]["peak_rss_mb"] - records[19]["peak_rss_mb"]
+    assert growth < 20, f"the sweeping process grew by {growth:.1f} MB over 180 trials"
