@@ -1,8 +1,8 @@
 """`make demo`: the whole course workflow on the embedded synthetic set, from nothing downloaded.
 
 Generates data/synthetic if absent, runs short sweeps of the three models with their presets,
-promotes the winners into outputs/demo/submission (with code.zip) and prints the winners. A rerun
-finds the studies complete and only promotes again.
+promotes the winners into outputs/demo/submission (with code.zip), prints them and writes the
+report (outputs/demo/report/report.md). A rerun finds the studies complete and only promotes again.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SWEEPS = (("densenet", "densenet_lr", 4, 500), ("convnet", "convnet", 4, 500), (
 
 
 def stage(number: int, text: str) -> None:
-    print(f"\n[{number}/5] {text}", flush=True)
+    print(f"\n[{number}/6] {text}", flush=True)
 
 
 def run_sweep(model: str, preset: str, trials: int, steps: int) -> None:
@@ -36,6 +36,7 @@ def run_sweep(model: str, preset: str, trials: int, steps: int) -> None:
 
 def main() -> None:
     from qd.promote import describe, promote
+    from qd.report import main as report
 
     start = time.monotonic()
     stage(1, f"data: the embedded synthetic set in {SYNTHETIC_DIR}")
@@ -49,7 +50,10 @@ def main() -> None:
     print("\nwinners:")
     for record in winners.values():
         print("  " + describe(record))
-    print(f"\nsubmission: {out}/ (code.zip inside); {time.monotonic() - start:.0f} s in all")
+    stage(6, "the report: the course's questions answered with measured figures")
+    report(["--out", str(DEMO_DIR / "report"), "--submission", str(out), str(DEMO_DIR)])
+    print(f"\nsubmission: {out}/ (code.zip inside); report: {DEMO_DIR}/report/report.md")
+    print(f"{time.monotonic() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ then opens the study through its storage and finds its own trial by that folder.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import os
@@ -135,10 +136,11 @@ def resume_overrides(sweeper: DictConfig) -> list[str]:
     """
     study = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
     _fail_dead_trials(study)
-    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-    remaining = int(sweeper.n_trials) - done
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state.is_finished() for t in trials)
+    remaining = int(sweeper.n_trials) - len(trials)  # trials still running elsewhere count too
     if remaining <= 0:
-        print(f"study {sweeper.study_name} already holds {done} finished trials of {sweeper.n_trials}; nothing to run")
+        print(f"study {sweeper.study_name} already holds {len(trials)} trials of {sweeper.n_trials}; nothing to run")
         raise SystemExit(0)
     print(f"resuming study {sweeper.study_name}: {done} finished trials kept, {remaining} to run")
     return [f"hydra.sweeper.n_trials={remaining}"]
@@ -163,10 +165,17 @@ def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> op
     return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
 
 
-def _fail_dead_trials(study: optuna.Study) -> None:
-    host = socket.gethostname()
+def _fail_dead_trials(study: optuna.Study, grace: float = 10.0) -> None:
+    """Mark FAIL the RUNNING trials whose process on this host is gone.
+
+    A trial the sweeper asked for but had not yet tagged with its process when killed has no
+    worker; after `grace` seconds it is taken as abandoned too.
+    """
+    host, now = socket.gethostname(), datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
-        if worker_host == host and pid and not Path(f"/proc/{pid}").exists():
+        dead = worker_host == host and pid and not Path(f"/proc/{pid}").exists()
+        untagged = not pid and (now - t.datetime_start).total_seconds() > grace
+        if dead or untagged:
             optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, "interrupted (its process died)")
             study.tell(t.number, state=TrialState.FAIL)
