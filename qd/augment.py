@@ -2,6 +2,8 @@
 
 Config (each transform applies to an image with probability `p`):
   shift: {p, pixels}   rotate: {p, degrees}   scale: {p, amount}   hflip: {p}   blur: {p, sigma}
+  elastic: {p, pixels, sigma}: a smooth random displacement field (Gaussian-blurred with `sigma`
+    pixels) that moves each pixel by `pixels` on average (rms), as Simard et al. (2003) did for digits
   noise: {p, std}: Gaussian noise of std `std` times the image's value range, then re-standardised
 """
 
@@ -43,6 +45,10 @@ def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
     )
     images = x.reshape(n, 1, IMAGE_SIDE, IMAGE_SIDE)
     grid = F.affine_grid(theta.to(x), list(images.shape), align_corners=False)
+    elastic = cfg.get("elastic", {})
+    if elastic.get("pixels", 0) > 0:
+        amount = _chosen(cfg, "elastic", n, g)[:, None, None, None] * elastic["pixels"] * 2 / IMAGE_SIDE
+        grid = grid + amount.to(x) * _smooth_field(n, elastic["sigma"], g).to(x)
     out = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
     sigma = cfg.get("blur", {}).get("sigma", 0)
     if sigma > 0:
@@ -61,6 +67,17 @@ def _standardise(x: torch.Tensor) -> torch.Tensor:
     """Each row to mean 0 and variance 1, as qd.data.standardise does."""
     std = x.std(dim=1, keepdim=True, correction=0)
     return (x - x.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def _smooth_field(n: int, sigma: float, g: torch.Generator) -> torch.Tensor:
+    """n random (28, 28, 2) displacement fields of unit rms: white noise blurred (circularly) with `sigma`."""
+    offset = torch.arange(IMAGE_SIDE)
+    distance = (offset[None, :] - offset[:, None] + IMAGE_SIDE // 2) % IMAGE_SIDE - IMAGE_SIDE // 2
+    blur = torch.exp(-((distance / sigma) ** 2) / 2)
+    blur = blur / blur.sum(1, keepdim=True)
+    noise = torch.randn(n, 2, IMAGE_SIDE, IMAGE_SIDE, generator=g)
+    field = blur @ noise @ blur.T / blur[0].square().sum()
+    return field.permute(0, 2, 3, 1)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -44,11 +44,15 @@ class Split:
 
 
 def standardise(images: np.ndarray) -> torch.Tensor:
-    """Each image to mean 0 and variance 1, as (N, 784) float32; a blank image becomes all zeros."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), -1).float()
-    mean = x.mean(dim=1, keepdim=True)
-    std = x.std(dim=1, keepdim=True, correction=0)
-    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
+    """Each image to mean 0 and variance 1, as (N, 784) float32; a blank image becomes all zeros.
+
+    In place on one float32 copy, in NumPy: no temporaries the size of the data, no torch threads.
+    """
+    x = images.reshape(len(images), -1).astype(np.float32, order="C")
+    x -= x.mean(axis=1, keepdims=True)
+    std = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
+    x /= np.where(std > 0, std, 1)
+    return torch.from_numpy(x)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -14,6 +14,7 @@ from qd.checkpoint import load_model
 from qd.data import load_split
 from qd.errors import QDError
 from qd.fsutil import atomic_write_text
+from qd.train import configure_cpu
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -35,6 +36,7 @@ def predict_file(
     expect: str | None = None,
 ) -> np.ndarray:
     """Predict the test images of `data_dir` with a checkpoint and write the predictions file."""
+    configure_cpu()
     model, _ = load_model(weights, expect=expect)
     labels = predict(model, load_split(data_dir, "test").x)
     write_predictions(predictions_file, labels)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from qd import CLASS_NAMES, IMAGE_SIDE, N_CLASSES
 from qd.bundle import MODELS
@@ -124,6 +124,7 @@ def lr_figure(trials: list[dict], winner: dict, path: Path) -> None:
         label=f"winner: trial {winner.get('trial')}",
     )
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="learning rate (optimizer.lr)", ylabel="best dev accuracy", ylim=(0, 1))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -170,6 +171,7 @@ def confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def confusion_figure(matrix: np.ndarray, source: str, path: Path) -> None:
+    """The confusion matrix as a heat map with its counts."""
     fig = _figure(6.5, 5.5)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
@@ -455,6 +457,7 @@ def noisy_example(
 
 
 def noise_curve_figure(levels: list[tuple[float, float]], flips: dict[str, float], source: str, path: Path) -> None:
+    """Dev accuracy against noise level, the flips' accuracies as horizontal lines."""
     fig = _figure(7, 4.2)
     ax = fig.subplots()
     ax.plot(*zip(*levels, strict=True), marker="o", label="Gaussian noise")
@@ -474,6 +477,7 @@ def _question(answer: Answer) -> tuple:
 
 
 def answers_md(answers: list[Answer]) -> list[str]:
+    """Section 4: the answers as a table keyed by question number."""
     lines = [
         "## 4. Answers",
         "",
@@ -487,6 +491,7 @@ def answers_md(answers: list[Answer]) -> list[str]:
 
 
 def answers_tex(answers: list[Answer]) -> str:
+    """The answers as a LaTeX itemize keyed by question number, with the figures included."""
     tex = [
         "% qd.report: measured answers to the course's *** questions; the figures lie beside this file",
         r"\begin{itemize}",

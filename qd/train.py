@@ -6,6 +6,7 @@ augmentation, data and train sections.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import io
 import math
@@ -51,9 +52,49 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def busy_cores(seconds: float = 0.1) -> float:
+    """How many cores other processes kept busy while this one slept `seconds` (0.0 without /proc/stat)."""
+
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:8]]
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle, total = idle_and_total()
+        time.sleep(seconds)
+        idle2, total2 = idle_and_total()
+    except OSError:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle2 - idle) / max(1, total2 - total))
+
+
 def auto_threads() -> int:
-    """Cores available to this process divided among the parallel workers (QD_WORKERS)."""
-    return max(1, len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("QD_WORKERS", "1"))))
+    """OMP_NUM_THREADS if set, else the idle cores divided among the parallel workers (QD_WORKERS); at least 1.
+
+    A second torch thread on a core that another process keeps busy spin-waits: under load the course's
+    models trained 2-8 times slower on 2 threads than on 1 (`python -m qd.speed` measures it).
+    """
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0))
+    workers = max(1, int(os.environ.get("QD_WORKERS", "1")))
+    return max(1, min(cores // workers, int(cores - busy_cores() + 0.25)))
+
+
+def configure_cpu(threads: int = 0) -> int:
+    """Use `threads` torch threads (0: auto_threads()) and let glibc reuse freed memory; return the threads.
+
+    Each step frees and reallocates the same activations; when glibc hands them back to the system, every
+    page faults in again (about 1,900 faults a convnet step, a quarter of its time). Blocks up to 32 MiB,
+    glibc's largest threshold, are kept for reuse instead.
+    """
+    torch.set_num_threads(threads or auto_threads())
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    if mallopt:
+        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    return torch.get_num_threads()
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
@@ -131,7 +172,7 @@ def train(
     train_split, dev = load_split(cfg["data"]["dir"], "train"), load_split(cfg["data"]["dir"], "dev")
     check_config(cfg, len(train_split.x))
     device = resolve_device(tcfg["device"])
-    torch.set_num_threads(tcfg["threads"] or auto_threads())
+    configure_cpu(tcfg["threads"])
     torch.manual_seed(tcfg["seed"])
     batch_gen, eval_gen, aug_gen = (torch.Generator().manual_seed(tcfg["seed"] + i) for i in range(3))
 

@@ -1,0 +1,46 @@
+import re
+
+import numpy as np
+import pytest
+
+from qd.data import load_split
+from qd.speed import ROWS, baseline_load, measure, run_path, speed_table, threads_table, write_checkpoints
+
+
+@pytest.fixture
+def work(tmp_path):
+    write_checkpoints(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_the_baseline_prepares_the_same_values_as_qd(course_dir, split):
+    x, y = baseline_load(course_dir, split)
+    ours = load_split(course_dir, split)
+    assert x.dtype == np.float64
+    np.testing.assert_allclose(x, ours.x.numpy(), rtol=0, atol=2e-5)
+    assert (y is None and ours.y is None) or np.array_equal(y, ours.y.numpy())
+
+
+def test_every_row_is_measured_on_both_sides_and_tabled(course_dir, work):
+    results = {
+        row: {side: [{"seconds": measure(row, side, course_dir, work, steps=3, threads=1), "peak_mib": 100.0}]
+              for side in ("baseline", "qd")}
+        for row in ROWS if row != "process"
+    }  # fmt: skip
+    results["process"] = {side: [run_path("process", side, course_dir, work, 3, 1)] for side in ("baseline", "qd")}
+    table = speed_table(results, steps=3).splitlines()
+    assert len(table) == 2 + len(ROWS)
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and float(cells[3].rstrip("x")) > 0
+        assert cells[5] in ("yes", "no") and float(cells[7].replace(",", "")) > 0
+    predictions = {side: (work / f"{side}_predictions.txt").read_text().split() for side in ("baseline", "qd")}
+    assert predictions["baseline"] == predictions["qd"] and len(predictions["qd"]) == 600
+
+
+def test_the_thread_table_names_the_threads_auto_chose():
+    runs = {name: {n: [{"seconds": 1.0 + n, "threads": n or 1}] for n in (0, 1, 2)} for name in ("densenet", "convnet")}
+    table = threads_table(runs, steps=2000)
+    assert re.search(r"\| densenet \| 1\.00 \(1\) \| 2\.00 \| 3\.00 \|", table)
+    assert "2,000 steps" in table
