@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import statistics
 import sys
 import tempfile
@@ -174,8 +175,20 @@ def format_table(results: dict[str, list[dict]], configs: dict[str, dict], folds
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
+# Benchmarks with a module (and command line) of their own: python -m qd.bench speed|pruning ...
+DELEGATED = {"speed": "qd.speed", "pruning": "qd.pruning_bench"}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m qd.bench", description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
+        return
+    parser = argparse.ArgumentParser(
+        prog="python -m qd.bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="also: speed, pruning (see --help of each)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("accuracy", help="k-fold cross-validated accuracy, CPU time and checkpoint size")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold split (default 0)")
