@@ -17,7 +17,7 @@ from qd.data import SYNTHETIC_DIR, ensure_data
 
 DEMO_DIR = Path("outputs/demo")
 # model, preset, trials, steps
-SWEEPS = (("densenet", "densenet_lr", 4, 500), ("convnet", "convnet", 4, 500), ("bestmodel", "bestmodel", 2, 300))
+SWEEPS = (("densenet", "densenet_lr", 4, 500), ("convnet", "convnet", 4, 500), ("bestmodel", "bestmodel", 2, 200))
 
 
 def stage(number: int, text: str) -> None:
