@@ -59,9 +59,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"{path}: refused: holds objects other than tensors and plain data (a pickled module or code); "
             "expected a qd checkpoint"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise QDError(f"{path}: truncated or not a torch checkpoint ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
+        raise QDError(f"{path}: truncated or corrupt torch checkpoint; expected a complete .pt file") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise QDError(f"{path}: not a qd checkpoint (no '{FORMAT}' format tag); expected a .pt file written by qd")
     if ckpt.get("version") != VERSION:

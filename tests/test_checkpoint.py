@@ -43,7 +43,7 @@ def test_missing_truncated_and_foreign_files(densenet_file, tmp_path):
         read_checkpoint(tmp_path / "nope.pt")
     data = densenet_file[0].read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(QDError, match="cut.pt: truncated or not a torch checkpoint"):
+    with pytest.raises(QDError, match="cut.pt: truncated or corrupt torch checkpoint; expected a complete .pt file"):
         read_checkpoint(tmp_path / "cut.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     with pytest.raises(QDError, match="foreign.pt: not a qd checkpoint"):
