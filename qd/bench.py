@@ -3,7 +3,7 @@
 `python -m qd.bench accuracy` runs stratified k-fold cross-validation of the course's models, the best
 public design and BestModel through qd.train.train, and prints one table: the final-step model's
 accuracy on each held-out fold, its mean, the mean under noise and horizontal flips, the median
-training CPU time per fold and the checkpoint size.
+training CPU time (time.process_time) and wall time per fold, and the checkpoint size.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from qd.data import FILES, REAL_SAMPLE, check_images, check_labels, save_npy, st
 from qd.defaults import DEFAULTS
 from qd.errors import exit_on_user_error
 from qd.models import MODELS, build_model
-
-# The BestModel architectures the bestmodel sweep preset searches; every combination fits in 1 MB.
-SEARCH_SPACE = {"widths": [[16, 32, 64], [24, 48, 96], [32, 64, 128]], "depth": [1, 2]}
+from qd.train import train
 
 
 class PublicNet(nn.Module):
@@ -59,14 +57,19 @@ def _protocol(name: str, lr: float, batch_size: int, steps: int) -> dict:
 
 
 def bench_configs() -> dict[str, dict]:
-    """Each benchmarked model's training config: the course's, the public design's, BestModel's defaults."""
+    """Each benchmarked model's training config: the course's, the public design's, BestModel's defaults,
+    and BestModel trained with run.sh's course line (--LR 0.01 --bs 100 --epochs 2000)."""
     densenet = copy.deepcopy(DEFAULTS["densenet"])
     densenet["train"].update(batch_size=100, steps=1500)
+    run_sh = copy.deepcopy(DEFAULTS["bestmodel"])
+    run_sh["optimizer"]["lr"] = 0.01
+    run_sh["train"].update(batch_size=100, steps=2000)
     return {
         "densenet": densenet,
         "convnet": _protocol("convnet", 1e-3, 100, 1500),
         "public": _protocol("public", 0.01, 400, 2000),
         "bestmodel": copy.deepcopy(DEFAULTS["bestmodel"]),
+        "bestmodel-run.sh": run_sh,
     }
 
 
@@ -121,8 +124,6 @@ def _public_registered() -> Iterator[None]:
 
 def run_fold(cfg: dict, data_dir: Path, work: Path, views: dict[str, torch.Tensor], labels: np.ndarray) -> dict:
     """Train on one fold through qd.train.train and score the final-step model on the held-out fold."""
-    from qd.train import train
-
     cfg = copy.deepcopy(cfg)
     cfg["data"]["dir"] = str(data_dir)
     # One evaluation, after the last step: the kept checkpoint is the final model, not the fold's best.
@@ -132,7 +133,7 @@ def run_fold(cfg: dict, data_dir: Path, work: Path, views: dict[str, torch.Tenso
     cpu = time.process_time() - start
     model = _rebuild(work / "run.pt")
     scores = {name: acc_and_loss(model, x, labels)[0] for name, x in views.items()}
-    return {**scores, "cpu_s": cpu, "bytes": metrics["checkpoint_bytes"]}
+    return {**scores, "cpu_s": cpu, "wall_s": metrics["train_time_s"], "bytes": metrics["checkpoint_bytes"]}
 
 
 def accuracy(args: argparse.Namespace) -> None:
@@ -140,6 +141,12 @@ def accuracy(args: argparse.Namespace) -> None:
     images = check_images(np.load(images_path), images_path).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     labels = check_labels(np.load(labels_path), labels_path, len(images))
     configs = bench_configs()
+    overrides = {("optimizer", "lr"): args.lr, ("train", "batch_size"): args.batch, ("train", "steps"): args.steps}
+    for cfg in configs.values():
+        cfg["train"]["threads"] = args.threads
+        for (section, key), value in overrides.items():
+            if value is not None:
+                cfg[section][key] = value
     fold = stratified_folds(labels, args.folds, args.seed)
     results: dict[str, list[dict]] = {m: [] for m in args.models}
     with tempfile.TemporaryDirectory() as tmp, _public_registered():
@@ -148,12 +155,8 @@ def accuracy(args: argparse.Namespace) -> None:
             data_dir = write_fold(Path(tmp, f"fold{k}"), images, labels, test)
             views = perturbed(images[test], seed=k)
             for name in args.models:
-                cfg = configs[name]
-                cfg["train"]["threads"] = args.threads
-                if args.steps:
-                    cfg["train"]["steps"] = args.steps
                 work = Path(tmp, f"{name}{k}")
-                results[name].append(run_fold(cfg, data_dir, work, views, labels[test]))
+                results[name].append(run_fold(configs[name], data_dir, work, views, labels[test]))
                 r = results[name][-1]
                 print(f"fold {k + 1}/{args.folds} {name}: {r['acc']:.4f} in {r['cpu_s']:.0f} s", file=sys.stderr)
     print(f"\n{args.folds}-fold CV, seed {args.seed}, {len(labels)} real drawings; final-step models, "
@@ -162,14 +165,17 @@ def accuracy(args: argparse.Namespace) -> None:
 
 
 def format_table(results: dict[str, list[dict]], configs: dict[str, dict], folds: int) -> str:
-    header = ["model", "steps", *(f"fold{k + 1}" for k in range(folds)), "mean", "noise", "hflip", "cpu_s", "bytes"]
+    header = ["model", "lr", "batch", "steps", *(f"fold{k + 1}" for k in range(folds))]
+    header += ["mean", "noise", "hflip", "cpu_s", "wall_s", "bytes"]
     rows = [header]
     for name, runs in results.items():
         mean = {key: statistics.fmean(r[key] for r in runs) for key in ("acc", "noise", "hflip")}
+        cfg = configs[name]
         rows.append([
-            name, str(configs[name]["train"]["steps"]), *(f"{r['acc']:.4f}" for r in runs),
+            name, f"{cfg['optimizer']['lr']:g}", str(cfg["train"]["batch_size"]), str(cfg["train"]["steps"]),
+            *(f"{r['acc']:.4f}" for r in runs),
             *(f"{mean[key]:.4f}" for key in ("acc", "noise", "hflip")),
-            f"{statistics.median(r['cpu_s'] for r in runs):.0f}", f"{runs[0]['bytes']:,}",
+            *(f"{statistics.median(r[key] for r in runs):.0f}" for key in ("cpu_s", "wall_s")), f"{runs[0]['bytes']:,}",
         ])  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
@@ -193,8 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("accuracy", help="k-fold cross-validated accuracy, CPU time and checkpoint size")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold split (default 0)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--models", type=lambda s: s.split(","), default=["densenet", "convnet", "public", "bestmodel"])
+    p.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=["densenet", "convnet", "public", "bestmodel"],
+        help="some of densenet,convnet,public,bestmodel,bestmodel-run.sh (default: the first four)",
+    )
     p.add_argument("--steps", type=int, help="train every model this many steps instead of its protocol's")
+    p.add_argument("--lr", type=float, help="every model's learning rate instead of its protocol's")
+    p.add_argument("--batch", type=int, help="every model's batch size instead of its protocol's")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
     p.set_defaults(run=accuracy)
     args = parser.parse_args(argv)

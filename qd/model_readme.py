@@ -61,7 +61,8 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
         f"- optimizer: {optimizer['_target_'].rsplit('.', 1)[-1]}, "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in optimizer.items() if not k.startswith("_")),
         f"- batch size {cfg['train']['batch_size']}, {cfg['train']['steps']} steps, scheduler `{cfg['scheduler']}`",
-        f"- label smoothing {cfg['train']['label_smoothing']}, float16 storage: {cfg['train']['half_storage']}",
+        f"- label smoothing {cfg['train']['label_smoothing']}, weight averaging (EMA decay) {cfg['train']['ema']}, "
+        f"float16 storage: {cfg['train']['half_storage']}",
         f"- augmentation: `{ {k: v for k, v in cfg['augmentation'].items() if v.get('p', 0) > 0} }`",
         "",
         "## What was tried",

@@ -46,27 +46,21 @@ class TooSimpleConvNN(nn.Module):
 class BestModel(nn.Module):
     """A batch-norm CNN cheap enough to train on two CPU cores: one convolution at full resolution.
 
-    A `stem_kernel` convolution to widths[0] channels at 28x28 and a 2x2 max-pool, then one stage of
-    `depth` 3x3 convolutions per further width (max-pool between stages), then global average pooling,
-    dropout and one linear layer. With `tta` the eval-mode scores average the image and its mirror.
+    A 3x3 convolution to `width` channels at 28x28, then twice a 2x2 max-pool and a stage of `depth`
+    3x3 convolutions with twice the channels (2 x width at 14x14, 4 x width at 7x7), then global
+    average pooling, dropout and one linear layer. With `tta` the eval-mode scores average the
+    image and its mirror.
     """
 
-    def __init__(
-        self,
-        widths: tuple[int, ...] = (16, 32, 64),
-        depth: int = 2,
-        dropout: float = 0.2,
-        stem_kernel: int = 3,
-        tta: bool = False,
-    ) -> None:
+    def __init__(self, width: int = 16, depth: int = 2, dropout: float = 0.2, tta: bool = False) -> None:
         super().__init__()
-        layers = _conv_bn_relu(1, widths[0], stem_kernel)
-        channels = widths[0]
-        for width in widths[1:]:
+        layers = _conv_bn_relu(1, width)
+        channels = width
+        for stage_width in (2 * width, 4 * width):
             layers.append(nn.MaxPool2d(2))
             for _ in range(depth):
-                layers += _conv_bn_relu(channels, width, 3)
-                channels = width
+                layers += _conv_bn_relu(channels, stage_width)
+                channels = stage_width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, N_CLASSES))
         self.tta = tta
@@ -82,8 +76,8 @@ class BestModel(nn.Module):
         return self._scores(images)
 
 
-def _conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -99,8 +93,6 @@ def build_model(model_cfg: dict) -> nn.Module:
     name = kwargs.pop("name", None)
     if name not in MODELS:
         raise QDError(f"model: unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    if "widths" in kwargs:
-        kwargs["widths"] = tuple(kwargs["widths"])
     try:
         return MODELS[name](**kwargs)
     except TypeError as e:

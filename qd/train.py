@@ -127,6 +127,31 @@ def check_config(cfg: dict, n_train: int) -> None:
         )
     if not (isinstance(steps, int) and steps > 0):
         raise QDError(f"{flag('train.steps')}: got {steps}; expected a positive number of optimisation steps")
+    if not (isinstance(ema := cfg["train"]["ema"], (int, float)) and 0 <= ema < 1):
+        raise QDError(f"train.ema: got {ema}; expected 0 (off) or a decay from 0 to 1, such as 0.998")
+
+
+def averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """A moving average of `model`'s weights and buffers, the decay per step warming up to `decay`.
+
+    The warm-up, min(decay, (1 + n) / (10 + n)) after n updates, keeps a short run's average from
+    being dominated by its first, untrained weights.
+    """
+
+    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = int(n_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        for average, current in zip(averages, currents, strict=True):
+            if average.is_floating_point():
+                average.lerp_(current, weight)
+            else:  # batch-norm's step counter
+                average.copy_(current)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, torch.optim.swa_utils.AveragedModel) else model
 
 
 def checkpoint_bytes(model: nn.Module, model_cfg: dict, half: bool) -> int:
@@ -166,7 +191,6 @@ def train(
     `on_eval(step, dev_acc)` is called after each evaluation (a sweep reports to Optuna there and
     may raise to prune). The checkpoint is written once, at the end, atomically.
     """
-    start = time.perf_counter()
     tcfg = cfg["train"]
     require_files(Path(cfg["data"]["dir"]), ("train", "dev"))
     train_split, dev = load_split(cfg["data"]["dir"], "train"), load_split(cfg["data"]["dir"], "dev")
@@ -182,6 +206,8 @@ def train(
     if limit and (size := checkpoint_bytes(model, cfg["model"], half)) > limit:
         raise QDError(f"model {cfg['model']}: its checkpoint would be {size:,} bytes; {name} allows at most {limit:,}")
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
+    scored = averaged(model, tcfg["ema"]) if tcfg["ema"] else model
     steps, bs = tcfg["steps"], tcfg["batch_size"]
     scheduler = build_scheduler(cfg["scheduler"], optimizer, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
@@ -196,6 +222,7 @@ def train(
     progress = Progress(name, steps)
     order, cursor = torch.randperm(len(x), generator=batch_gen), 0
     model.train()
+    start = time.perf_counter()  # train_time_s: the optimisation and its evaluations, not the data loading
     with open(log_path, "w", buffering=1) as log:
         log.write(LOG_HEADER + "\n")
         for step in range(1, steps + 1):
@@ -217,13 +244,15 @@ def train(
             optimizer.step()
             if scheduler:
                 scheduler.step()
+            if scored is not model:
+                scored.update_parameters(model)
             if step % tcfg["eval_every"] == 0 or step == steps:
-                train_acc, train_loss = approx_train_acc_and_loss(model, x, y, generator=eval_gen)
-                dev_acc, dev_loss = dev_acc_and_loss(model, dev_x, dev_y)
+                train_acc, train_loss = approx_train_acc_and_loss(scored, x, y, generator=eval_gen)
+                dev_acc, dev_loss = dev_acc_and_loss(scored, dev_x, dev_y)
                 log.write(f"{step},{train_loss:.6f},{train_acc:.6f},{dev_loss:.6f},{dev_acc:.6f}\n")
                 history.append((step, dev_acc))
                 if dev_acc > best["dev_acc"]:
-                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    state = {k: v.detach().clone() for k, v in unwrapped(scored).state_dict().items()}
                     best = {"dev_acc": dev_acc, "step": step, "state": state}
                 progress.update(
                     step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True

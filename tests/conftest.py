@@ -34,7 +34,7 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-TINY_BEST = "model.widths=[8,16,16]"  # a best model small enough for quick tests
+TINY_BEST = "model.width=8"  # a best model small enough for quick tests
 
 
 def sweep_metrics(workdir: Path) -> list[dict]:

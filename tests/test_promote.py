@@ -81,7 +81,7 @@ def test_refusals_leave_the_previous_submission_untouched(sweeps, course_dir, tm
     fake = tmp_path / "outputs/big/0"
     best = next(r for r in collect([str(sweeps / "outputs")]) if r["model"] == "bestmodel" and r["state"] == "complete")
     meta = read_checkpoint(best["checkpoint"])["meta"]
-    big_cfg = {"name": "bestmodel", "widths": [64, 128, 256], "depth": 2, "dropout": 0.0}
+    big_cfg = {"name": "bestmodel", "width": 64, "depth": 2, "dropout": 0.0}
     save_checkpoint(fake / "bestmodel.pt", build_model(big_cfg), big_cfg, {**meta, "dev_acc": 0.999})
     record = {**best, "best_dev_acc": 0.999, "checkpoint": str(fake / "bestmodel.pt"), "job_dir": str(fake),
               "trial": 99}  # fmt: skip

@@ -39,7 +39,7 @@ def workflow(course_dir, tmp_path_factory) -> Path:
     for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
                          ("convnet", ["+sweep=convnet", "train.steps=20", "hydra.sweeper.n_trials=2"]),
                          ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", "train.steps=10",
-                                        "model.widths=[8,16,16]", "hydra.sweeper.n_trials=1",
+                                        "model.width=8", "hydra.sweeper.n_trials=1",
                                         "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"])]:  # fmt: skip
         result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
         assert result.returncode == 0, result.stderr

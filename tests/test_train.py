@@ -29,13 +29,29 @@ def test_log_rows_checkpoint_and_metrics(course_dir, tmp_path):
 
 def test_the_checkpoint_is_the_best_dev_accuracy_and_reproduces_it(course_dir, tmp_path):
     cfg = tiny_config("bestmodel", course_dir, steps=30, half_storage=True)
-    cfg["model"]["widths"] = [8, 16, 16]
+    cfg["model"]["width"] = 8
     metrics = _run(tmp_path, cfg)
     model, ckpt = load_model(tmp_path / "run.pt", expect="bestmodel")
     dev = load_split(course_dir, "dev")
     acc, _ = dev_acc_and_loss(model, dev.x, dev.y)
     assert acc == pytest.approx(metrics["best_dev_acc"], abs=1e-9)
     assert ckpt["meta"]["dev_acc"] == metrics["best_dev_acc"] and ckpt["meta"]["best_step"] == metrics["best_step"]
+
+
+def test_with_ema_the_checkpoint_is_the_averaged_model(course_dir, tmp_path):
+    cfg = tiny_config("bestmodel", course_dir, steps=20, ema=0.0)
+    cfg["model"]["width"] = 8
+    plain = _run(tmp_path, cfg, "plain")
+    cfg["train"]["ema"] = 0.998
+    ema = _run(tmp_path, cfg, "ema")
+    plain_model, ema_model = (load_model(tmp_path / f"{name}.pt")[0] for name in ("plain", "ema"))
+    dev = load_split(course_dir, "dev")
+    assert dev_acc_and_loss(ema_model, dev.x, dev.y)[0] == pytest.approx(ema["best_dev_acc"], abs=1e-9)
+    ema_bn = dict(ema_model.named_buffers())["features.1.running_mean"]
+    assert ema_bn.abs().sum() > 0  # the batch-norm statistics are averaged too, not left at their start
+    assert not all(torch.equal(a, b) for a, b in zip(ema_model.parameters(), plain_model.parameters(), strict=True))
+    assert (tmp_path / "ema.log").read_text() != (tmp_path / "plain.log").read_text()
+    assert plain["steps"] == ema["steps"] == 20
 
 
 def test_same_seed_same_log(course_dir, tmp_path):
@@ -56,6 +72,7 @@ def test_same_seed_same_log(course_dir, tmp_path):
         ("train", "batch_size", 0, r"--bs \(train.batch_size\): got 0; expected a whole number from 1 to 1200"),
         ("train", "batch_size", 5000, r"--bs \(train.batch_size\): got 5000; expected a whole number from 1 to 1200"),
         ("train", "steps", 0, r"--epochs \(train.steps\): got 0; expected a positive number of optimisation steps"),
+        ("train", "ema", 1.0, r"train.ema: got 1.0; expected 0 \(off\) or a decay from 0 to 1, such as 0.998"),
     ],
 )
 def test_settings_that_cannot_train_are_refused_before_writing(course_dir, tmp_path, section, key, value, message):
@@ -76,7 +93,7 @@ def test_divergence_stops_at_once_and_writes_no_checkpoint(course_dir, tmp_path)
 
 def test_an_oversized_bestmodel_is_refused_before_training(course_dir, tmp_path):
     cfg = tiny_config("bestmodel", course_dir, half_storage=False)
-    cfg["model"]["widths"] = [64, 128, 256]
+    cfg["model"]["width"] = 64
     with pytest.raises(QDError, match=r"its checkpoint would be [\d,]+ bytes; bestmodel allows at most 1,000,000"):
         _run(tmp_path, cfg)
 

@@ -1,0 +1,81 @@
+import copy
+import itertools
+import re
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, tiny_config
+from qd.bench import perturbed, run_fold, stratified_folds, write_fold
+from qd.defaults import DEFAULTS
+from qd.errors import QDError
+from qd.models import BestModel, build_model
+from qd.train import CHECKPOINT_LIMITS, checkpoint_bytes, train
+
+LIMIT = CHECKPOINT_LIMITS["bestmodel"]
+
+
+def preset_choices() -> dict[str, list[int]]:
+    """The architecture options sweeps/bestmodel.yaml searches: {"width": [...], "depth": [...]}."""
+    params = yaml.safe_load((ROOT / "sweeps/bestmodel.yaml").read_text())["hydra"]["sweeper"]["params"]
+    return {key: [int(v) for v in re.fullmatch(r"choice\((.*)\)", params[f"model.{key}"])[1].split(",")]
+            for key in ("width", "depth")}  # fmt: skip
+
+
+ARCHITECTURES = [dict(zip(("width", "depth"), v, strict=True)) for v in itertools.product(*preset_choices().values())]
+
+
+def _model_cfg(arch: dict) -> dict:
+    return {**DEFAULTS["bestmodel"]["model"], **arch}
+
+
+def test_the_default_is_in_the_search_space():
+    default = DEFAULTS["bestmodel"]["model"]
+    assert {key: default[key] for key in ("width", "depth")} in ARCHITECTURES
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=str)
+def test_every_searched_architecture_fits_or_is_refused_before_training(arch, course_dir, tmp_path):
+    cfg = tiny_config("bestmodel", course_dir, steps=1)
+    cfg["model"] = _model_cfg(arch)
+    size = checkpoint_bytes(build_model(cfg["model"]), cfg["model"], cfg["train"]["half_storage"])
+    if size <= LIMIT:
+        return
+    with pytest.raises(QDError, match=rf"its checkpoint would be {size:,} bytes; bestmodel allows at most 1,000,000"):
+        train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
+    assert not (tmp_path / "run.pt").exists() and not (tmp_path / "run.log").exists()
+
+
+def test_the_search_space_has_both_sides_of_the_limit():
+    sizes = [checkpoint_bytes(build_model(_model_cfg(a)), _model_cfg(a), half=True) for a in ARCHITECTURES]
+    assert min(sizes) <= LIMIT < max(sizes)
+
+
+def test_the_largest_fitting_architecture_trains_and_its_checkpoint_fits(course_dir, tmp_path):
+    fitting = [a for a in ARCHITECTURES if checkpoint_bytes(build_model(_model_cfg(a)), _model_cfg(a), True) <= LIMIT]
+    cfg = tiny_config("bestmodel", course_dir, steps=1)
+    cfg["model"] = _model_cfg(max(fitting, key=lambda a: checkpoint_bytes(build_model(_model_cfg(a)), {}, True)))
+    metrics = train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
+    assert metrics["checkpoint_bytes"] == (tmp_path / "run.pt").stat().st_size <= LIMIT
+
+
+def test_tta_averages_the_image_and_its_mirror():
+    model = BestModel(tta=True).eval()
+    x = torch.randn(4, 28, 28)
+    assert torch.allclose(model(x), model(x.flip(-1)), atol=1e-5)
+    model.train()
+    assert model(x).shape == (4, 6)
+
+
+def test_a_short_real_run_beats_the_public_design(real_dir, tmp_path):
+    images = np.load(real_dir / "images.npy")
+    labels = np.load(real_dir / "labels.npy").astype(np.int64)
+    test = stratified_folds(labels, 5, seed=0) == 0
+    data_dir = write_fold(tmp_path / "fold", images, labels, test)
+    cfg = copy.deepcopy(DEFAULTS["bestmodel"])
+    cfg["train"].update(steps=250, threads=1)
+    result = run_fold(cfg, data_dir, tmp_path, perturbed(images[test], seed=0), labels[test])
+    assert result["acc"] > 0.90  # 0.919 here; the public design scores 0.869 after 2,000 steps
+    assert result["bytes"] <= LIMIT
