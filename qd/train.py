@@ -150,10 +150,6 @@ def averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
-def unwrapped(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, torch.optim.swa_utils.AveragedModel) else model
-
-
 def checkpoint_bytes(model: nn.Module, model_cfg: dict, half: bool) -> int:
     """The size the model's checkpoint will have (it does not change during training)."""
     buffer = io.BytesIO()
@@ -208,6 +204,7 @@ def train(
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
     scored = averaged(model, tcfg["ema"]) if tcfg["ema"] else model
+    kept = getattr(scored, "module", scored)  # the averaged model's own network, or the model itself
     steps, bs = tcfg["steps"], tcfg["batch_size"]
     scheduler = build_scheduler(cfg["scheduler"], optimizer, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
@@ -252,7 +249,7 @@ def train(
                 log.write(f"{step},{train_loss:.6f},{train_acc:.6f},{dev_loss:.6f},{dev_acc:.6f}\n")
                 history.append((step, dev_acc))
                 if dev_acc > best["dev_acc"]:
-                    state = {k: v.detach().clone() for k, v in unwrapped(scored).state_dict().items()}
+                    state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
                     best = {"dev_acc": dev_acc, "step": step, "state": state}
                 progress.update(
                     step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True
