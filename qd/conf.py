@@ -14,7 +14,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from qd.fsutil import atomic_write_text
-from qd.models import MODELS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULTS_FILE = Path(__file__).resolve().parent / "defaults.py"
@@ -28,6 +27,8 @@ def compose_config(model: str, overrides: list[str] | None = None) -> dict:
 
 
 def frozen_defaults_source() -> str:
+    from qd.models import MODELS  # here, not at the top: a sweep's main process need not import torch
+
     defaults = {model: compose_config(model) for model in MODELS}
     return (
         '"""Generated from conf/ by `python -m qd.conf`: do not edit (a test checks it matches)."""\n\n'

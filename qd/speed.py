@@ -39,6 +39,8 @@ from qd.train import configure_cpu, train
 
 MODELS = {"densenet": TwoLayerDenseNet, "convnet": TooSimpleConvNN}
 ROOT = Path(__file__).resolve().parents[1]
+# A sweep's wall time on its workers may exceed its trials' own training time by at most this factor.
+SWEEP_TARGET = 1.25
 # Row -> (what it measures, target ratio baseline/qd).
 ROWS = {
     "load": ("load and standardise train, dev and test", 5.0),
@@ -260,6 +262,36 @@ def compare_threads(data_dir: Path, work: Path, repeat: int, steps: int) -> dict
     return results
 
 
+def sweep_amortisation(data_dir: Path, work: Path, trials: int, workers: int, steps: int) -> dict:
+    """Run the dense-net learning-rate sweep on `workers` joblib workers; its wall time and its trials' training.
+
+    A trial's own training time is the train_time_s of its metrics.json (a failed trial's: its wall_time_s).
+    """
+    out = work / f"sweep{trials}x{workers}"
+    out.mkdir()
+    argv = [sys.executable, str(ROOT / "main_densenet.py"), "-m", "+sweep=densenet_lr", "+launcher=parallel"]
+    argv += [f"hydra.launcher.n_jobs={workers}", f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}"]
+    argv += [f"data.dir={data_dir}", f'hydra.sweeper.storage="sqlite:///{out}/study.db?timeout=60"']
+    argv += [f"hydra.sweep.dir={out}/jobs"]
+    _, wall, _ = _run_child(argv, 0)
+    metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
+    training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
+    failed = sum(m["state"] != "complete" for m in metrics)
+    return {"wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers}
+
+
+def sweep_table(r: dict, steps: int) -> str:
+    """Markdown: the sweep's wall time against the ideal, its trials' training time shared by its workers."""
+    ideal = r["training"] / r["workers"]
+    met = "yes" if r["wall"] <= SWEEP_TARGET * ideal else "no"
+    return "\n".join([
+        "| sweep | trials (failed) | workers | sum of training s | wall s | wall / (sum / workers) | target | met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| densenet_lr, {steps:,} steps a trial | {r['trials']} ({r['failed']}) | {r['workers']} "
+        f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {SWEEP_TARGET:g} | {met} |",
+    ])  # fmt: skip
+
+
 def threads_table(results: dict, steps: int) -> str:
     """Markdown: per model, median training seconds at qd's own choice, 1 and 2 threads."""
     lines = [
@@ -282,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (default: each its own)")
     parser.add_argument("--rows", type=lambda s: s.split(","), default=list(ROWS), help=f"some of {','.join(ROWS)}")
     parser.add_argument("--no-thread-table", dest="thread_table", action="store_false")
+    parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the sweep measured (0: none)")
     args = parser.parse_args(argv)
     if unknown := set(args.rows) - set(ROWS):
         parser.error(f"--rows: unknown {', '.join(sorted(unknown))}")
@@ -302,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
             thread_results = compare_threads(data_dir, work, args.repeat, args.steps)
             print(f"\nqd's training by thread count, medians of {args.repeat}:\n")
             print(threads_table(thread_results, args.steps))
+        if args.sweep_trials:
+            sweep = sweep_amortisation(data_dir, work, args.sweep_trials, 2, args.steps)
+            print(f"\nA {args.sweep_trials}-trial sweep on 2 joblib workers, training alone against the whole sweep:\n")
+            print(sweep_table(sweep, args.steps))
 
 
 if __name__ == "__main__":
