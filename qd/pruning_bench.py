@@ -37,7 +37,7 @@ def run_sweep(workdir: Path, args: argparse.Namespace, pruning: str) -> dict:
         f"hydra.sweep.dir={workdir}/{pruning}", f"hydra.sweeper.sampler.seed={args.seed}",
     ]  # fmt: skip
     if pruning == "median":
-        command += [f"+pruning.n_startup_trials={args.startup}", f"+pruning.n_warmup_steps={args.warmup}"]
+        command += [f"++pruning.n_startup_trials={args.startup}", f"++pruning.n_warmup_steps={args.warmup}"]
     before = children_cpu()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     cpu = children_cpu() - before
@@ -48,6 +48,7 @@ def run_sweep(workdir: Path, args: argparse.Namespace, pruning: str) -> dict:
         "cpu": cpu,
         "complete": states.count("COMPLETE"),
         "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
     }
 
 
@@ -65,11 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="qd-pruning-") as tmp:
         runs = {mode: run_sweep(Path(tmp), args, mode) for mode in ("none", "median")}
     print(f"{args.trials}-trial {args.model} sweep, {args.steps} steps a trial, data={args.data}, seed {args.seed}\n")
-    print("| pruner | complete | pruned | best dev acc | CPU s | CPU vs none |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| pruner | complete | pruned | failed (over 1 MB) | best dev acc | CPU s | CPU vs none |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for mode, r in runs.items():
         ratio = r["cpu"] / runs["none"]["cpu"]
-        print(f"| {mode} | {r['complete']} | {r['pruned']} | {r['best']:.4f} | {r['cpu']:.0f} | {ratio:.2f} |")
+        print(f"| {mode} | {r['complete']} | {r['pruned']} | {r['failed']} | {r['best']:.4f} | {r['cpu']:.0f} "
+              f"| {ratio:.2f} |")  # fmt: skip
     gap = runs["none"]["best"] - runs["median"]["best"]
     ratio = runs["median"]["cpu"] / runs["none"]["cpu"]
     ok = gap <= TARGET_ACC_GAP and ratio <= TARGET_CPU_RATIO
