@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,31 @@ def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
     assert (
         f"best: densenet densenet_lr trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}" in printed.stdout
     )
+    served = dashboard_study(tmp_path / "outputs/sweeps/densenet_lr.db")
+    assert served["name"] == "densenet_lr"
+    assert [(t["number"], t["state"], t["values"]) for t in served["trials"]] == [
+        (t.number, "Complete", [t.value]) for t in trials
+    ]
+
+
+def dashboard_study(db: Path) -> dict:
+    """The first study in `db` as optuna-dashboard serves it (its JSON API), from a real dashboard process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = Path(sys.executable).with_name("optuna-dashboard")
+    argv = [str(dashboard), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)]
+    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+        try:
+            for _ in range(120):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/1", timeout=5) as reply:
+                        return json.load(reply)
+                except OSError:
+                    time.sleep(0.5)
+            raise AssertionError("optuna-dashboard did not answer within 60 s")
+        finally:
+            server.terminate()
 
 
 def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
