@@ -16,20 +16,24 @@ from qd.bundle import ROOT
 from qd.data import SYNTHETIC_DIR, ensure_data
 
 DEMO_DIR = Path("outputs/demo")
-# model, preset, trials, steps
-SWEEPS = (("densenet", "densenet_lr", 4, 500), ("convnet", "convnet", 4, 500), ("bestmodel", "bestmodel", 2, 200))
+# model, preset, trials, steps, fixed settings (the demo's best model keeps the default architecture)
+SWEEPS = (
+    ("densenet", "densenet_lr", 4, 500, ()),
+    ("convnet", "convnet", 4, 500, ()),
+    ("bestmodel", "bestmodel", 2, 200, ("model.width=16", "model.depth=2")),
+)
 
 
 def stage(number: int, text: str) -> None:
     print(f"\n[{number}/6] {text}", flush=True)
 
 
-def run_sweep(model: str, preset: str, trials: int, steps: int) -> None:
+def run_sweep(model: str, preset: str, trials: int, steps: int, fixed: tuple[str, ...]) -> None:
     command = [
         sys.executable, str(ROOT / f"main_{model}.py"), f"+sweep={preset}", "data=synthetic",
         f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}", "train.eval_every=100",
         f"hydra.sweeper.study_name=demo_{model}", f"hydra.sweeper.storage=sqlite:///{DEMO_DIR}/{model}.db",
-        f"hydra.sweep.dir={DEMO_DIR}/{model}/" + "${qd_run_id:}",
+        f"hydra.sweep.dir={DEMO_DIR}/{model}/" + "${qd_run_id:}", *fixed,
     ]  # fmt: skip
     subprocess.run(command, check=True)
 
@@ -41,9 +45,9 @@ def main() -> None:
     start = time.monotonic()
     stage(1, f"data: the embedded synthetic set in {SYNTHETIC_DIR}")
     ensure_data({"dir": str(SYNTHETIC_DIR), "prepare": "synthetic"})
-    for number, (model, preset, trials, steps) in enumerate(SWEEPS, start=2):
+    for number, (model, preset, trials, steps, fixed) in enumerate(SWEEPS, start=2):
         stage(number, f"sweep {model}: {trials} trials of {steps} steps (preset sweeps/{preset}.yaml)")
-        run_sweep(model, preset, trials, steps)
+        run_sweep(model, preset, trials, steps, fixed)
     stage(5, "promote the winners, verify them and bundle code.zip")
     out = DEMO_DIR / "submission"
     winners = promote([str(DEMO_DIR)], out, SYNTHETIC_DIR)
