@@ -16,11 +16,12 @@ from qd.bundle import ROOT
 from qd.data import SYNTHETIC_DIR, ensure_data
 
 DEMO_DIR = Path("outputs/demo")
-# model, preset, trials, steps, fixed settings (the demo's best model keeps the default architecture)
+# model, preset, trials, steps, fixed settings (the demo's best model keeps the default architecture
+# and is evaluated once, at its last step)
 SWEEPS = (
-    ("densenet", "densenet_lr", 4, 500, ()),
-    ("convnet", "convnet", 4, 500, ()),
-    ("bestmodel", "bestmodel", 2, 200, ("model.width=16", "model.depth=2")),
+    ("densenet", "densenet_lr", 3, 500, ("train.eval_every=100",)),
+    ("convnet", "convnet", 3, 500, ("train.eval_every=100",)),
+    ("bestmodel", "bestmodel", 2, 200, ("train.eval_every=200", "model.width=16", "model.depth=2")),
 )
 
 
@@ -31,7 +32,7 @@ def stage(number: int, text: str) -> None:
 def run_sweep(model: str, preset: str, trials: int, steps: int, fixed: tuple[str, ...]) -> None:
     command = [
         sys.executable, str(ROOT / f"main_{model}.py"), f"+sweep={preset}", "data=synthetic",
-        f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}", "train.eval_every=100",
+        f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}",
         f"hydra.sweeper.study_name=demo_{model}", f"hydra.sweeper.storage=sqlite:///{DEMO_DIR}/{model}.db",
         f"hydra.sweep.dir={DEMO_DIR}/{model}/" + "${qd_run_id:}", *fixed,
     ]  # fmt: skip
