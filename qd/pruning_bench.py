@@ -1,6 +1,6 @@
 """Does pruning pay? The same sweep with and without the median pruner, best accuracy and CPU time.
 
-    python -m qd.bench pruning --trials 20 --steps 600 --data real_sample
+    python -m qd.bench pruning --trials 20 --steps 150 --data real_sample
 
 Both sweeps run the `bestmodel` preset from the same sampler seed, each in a fresh study, as
 subprocesses; CPU time is that of the sweep process and all its children.
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="bestmodel", choices=["densenet", "convnet", "bestmodel"])
     parser.add_argument("--data", default="real_sample", help="a data config: course, synthetic, real_sample")
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--eval-every", type=int, default=15)
     parser.add_argument("--startup", type=int, default=5, help="trials the median pruner lets finish first")
-    parser.add_argument("--warmup", type=int, default=100, help="steps before a trial may be pruned")
+    parser.add_argument("--warmup", type=int, default=45, help="steps before a trial may be pruned")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="qd-pruning-") as tmp:
