@@ -55,7 +55,8 @@ def approx_train_acc_and_loss(
 ) -> tuple[float, float]:
     """Accuracy and loss on TRAIN_SAMPLE training images drawn at random without replacement."""
     idx = torch.randperm(len(train_data), generator=generator)[:TRAIN_SAMPLE]
-    return acc_and_loss(model, torch.as_tensor(train_data)[idx], torch.as_tensor(train_labels)[idx])
+    x, y = torch.as_tensor(train_data), torch.as_tensor(train_labels)
+    return acc_and_loss(model, x.index_select(0, idx.to(x.device)), y.index_select(0, idx.to(y.device)))
 
 
 def dev_acc_and_loss(

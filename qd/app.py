@@ -105,7 +105,8 @@ def run_job(cfg: dict, out: Path, info: dict, on_eval=None) -> dict:
     from qd.train import train
 
     model = cfg["model"]["name"]
-    record = {"model": model, "data_dir": str(Path(cfg["data"]["dir"]).resolve()), **info, "started": time.time()}
+    record = {"model": model, "data_dir": str(Path(cfg["data"]["dir"]).resolve()), **info, "pid": os.getpid()}
+    record["started"] = time.time()
     try:
         ensure_data(cfg["data"])
         record.update(train(cfg, out / f"{model}.log", out / f"{model}.pt", on_eval=on_eval), state="complete")

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qd.accuracies import TRAIN_SAMPLE, scores
 from qd.checkpoint import load_model, save_checkpoint
-from qd.data import FILES, SYNTHETIC_DIR, load_split
+from qd.data import FILES, SYNTHETIC_DIR, Split, load_split
 from qd.defaults import DEFAULTS
 from qd.models import TooSimpleConvNN, TwoLayerDenseNet
 from qd.predict import predict
@@ -126,12 +128,36 @@ def _load_model(path: Path, name: str) -> nn.Module:
     return model
 
 
+def floor_seconds(model: nn.Module, train_split: Split, dev: Split, steps: int) -> float:
+    """The least time any pipeline needs for `steps` course steps with torch's kernels: the optimizer's set-up,
+    forward, backward and fused Adam on one fixed batch of 100, and the evaluations' forward passes (every
+    100 steps, 4,000 training images and the dev set); no sampling, logging or checks."""
+    xb, yb = train_split.x[:100], train_split.y[:100]
+    start = time.perf_counter()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    for step in range(1, steps + 1):
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0:
+            scores(model, train_split.x[:TRAIN_SAMPLE])
+            scores(model, dev.x)
+    return time.perf_counter() - start
+
+
 def measure(row: str, side: str, data_dir: Path, work: Path, steps: int, threads: int) -> float:
-    """Seconds of one row's path, `side` "baseline" or "qd", in this process (`threads` 0: its own choice)."""
+    """Seconds of one row's path, `side` "baseline" or "qd" (or "floor": floor_seconds), in this process
+    (`threads` 0: its own choice)."""
     kind, _, name = row.partition(" ")
     splits = ("train", "dev", "test") if kind == "load" else ("train", "dev") if kind == "train" else ("test",)
     if threads:
         torch.set_num_threads(threads)
+    if side == "floor":
+        data = {s: load_split(data_dir, s) for s in splits}
+        configure_cpu(threads)
+        torch.manual_seed(0)
+        return floor_seconds(MODELS[name](), data["train"], data["dev"], steps)
     if side == "baseline":
         start = time.perf_counter()
         data = {s: baseline_load(data_dir, s) for s in splits}
@@ -250,6 +276,33 @@ def speed_table(results: dict, steps: int) -> str:
     return "\n".join(lines)
 
 
+def compare_floors(data_dir: Path, work: Path, repeat: int, steps: int, threads: int) -> dict:
+    """floor_seconds of each model, `repeat` times, each in a fresh process: {model: [result, ...]}."""
+    results: dict = {name: [] for name in MODELS}
+    for r in range(repeat):
+        for name in MODELS:
+            results[name].append(run_path(f"train {name}", "floor", data_dir, work, steps, threads))
+            print(f"[{r + 1}/{repeat}] floor {name}: {results[name][-1]['seconds']:.2f} s", file=sys.stderr)
+    return results
+
+
+def floor_table(results: dict, floors: dict, steps: int) -> str:
+    """Markdown: per model, the training row's medians beside the floor, and the best ratio the floor allows."""
+    lines = [
+        f"| model ({steps:,} steps with the course's evaluations) | baseline s | qd s | floor s "
+        "| baseline/floor (the most any pipeline could reach) | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, runs in floors.items():
+        row = f"train {name}"
+        if row not in results:
+            continue
+        base, ours = (_median(results[row][side], "seconds") for side in ("baseline", "qd"))
+        floor = _median(runs, "seconds")
+        lines.append(f"| {name} | {base:.3g} | {ours:.3g} | {floor:.3g} | {base / floor:.1f}x | {ROWS[row][1]:g}x |")
+    return "\n".join(lines)
+
+
 def compare_threads(data_dir: Path, work: Path, repeat: int, steps: int) -> dict:
     """qd's training of each model at its own thread choice (0), 1 and 2 threads, alternating."""
     results: dict = {name: {n: [] for n in (0, 1, 2)} for name in MODELS}
@@ -273,11 +326,37 @@ def sweep_amortisation(data_dir: Path, work: Path, trials: int, workers: int, st
     argv += [f"hydra.launcher.n_jobs={workers}", f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}"]
     argv += [f"data.dir={data_dir}", f'hydra.sweeper.storage="sqlite:///{out}/study.db?timeout=60"']
     argv += [f"hydra.sweep.dir={out}/jobs"]
+    launched = time.time()
     _, wall, _ = _run_child(argv, 0)
+    ended = time.time()
     metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
     training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     failed = sum(m["state"] != "complete" for m in metrics)
-    return {"wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers}
+    return {
+        "wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers,
+        **overheads(metrics, launched, ended, workers),
+    }  # fmt: skip
+
+
+def overheads(metrics: list[dict], launched: float, ended: float, workers: int) -> dict:
+    """Where a sweep's wall time went besides its trials' training, in seconds of wall time.
+
+    start_up: launch to the first job's start (Python, Hydra, Optuna, the storage, worker processes);
+    in_jobs: the jobs' own time outside training (data, model, optimizer, checkpoint, metrics), per worker;
+    between: gaps between consecutive jobs of one worker process (Hydra's job set-up, Optuna's ask and
+    tell, the launcher's batches), per worker; tail: the last job's end to the sweep's exit.
+    """
+    by_worker: dict[int, list[dict]] = {}
+    for m in sorted(metrics, key=lambda m: m["started"]):
+        by_worker.setdefault(m["pid"], []).append(m)
+    gaps = sum(b["started"] - a["finished"] for jobs in by_worker.values() for a, b in pairwise(jobs))
+    outside = sum(m["wall_time_s"] - m.get("train_time_s", m["wall_time_s"]) for m in metrics)
+    return {
+        "start_up": min(m["started"] for m in metrics) - launched,
+        "in_jobs": outside / workers,
+        "between": gaps / workers,
+        "tail": ended - max(m["finished"] for m in metrics),
+    }
 
 
 def sweep_table(r: dict, steps: int) -> str:
@@ -289,6 +368,11 @@ def sweep_table(r: dict, steps: int) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         f"| densenet_lr, {steps:,} steps a trial | {r['trials']} ({r['failed']}) | {r['workers']} "
         f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {SWEEP_TARGET:g} | {met} |",
+        "",
+        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker | tail |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} | {r['between']:.1f} "
+        f"| {r['tail']:.1f} |",
     ])  # fmt: skip
 
 
@@ -331,6 +415,13 @@ def main(argv: list[str] | None = None) -> None:
         threads = f"{args.threads} torch thread(s) each" if args.threads else "torch's default threads, qd's own choice"
         print(f"\nMedians of {args.repeat} alternating runs on {data_dir} ({os.cpu_count()} cores; {threads}):\n")
         print(speed_table(results, args.steps))
+        if any(row.startswith("train ") for row in args.rows):
+            floors = compare_floors(data_dir, work, args.repeat, args.steps, args.threads)
+            print(
+                "\nThe training rows against their floor: the optimizer's set-up, forward, backward and fused Adam "
+                "on one fixed batch, and the evaluations' forward passes, alone (torch's kernels, no pipeline):\n"
+            )
+            print(floor_table(results, floors, args.steps))
         if args.thread_table:
             thread_results = compare_threads(data_dir, work, args.repeat, args.steps)
             print(f"\nqd's training by thread count, medians of {args.repeat}:\n")

@@ -117,11 +117,13 @@ def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Tr
 
 def run_trial(cfg: dict, out: Path, hc: DictConfig) -> float:
     """Run one sweep job; its learning curve goes to the study, its outcome to the trial's attributes."""
-    trial = attach_trial(hc, make_pruner(cfg.get("pruning")))
+    pruner = make_pruner(cfg.get("pruning"))
+    trial = attach_trial(hc, pruner)
+    prunes = not isinstance(pruner, optuna.pruners.NopPruner)  # should_prune() reads the storage
 
     def on_eval(step: int, dev_acc: float) -> None:
         trial.report(dev_acc, step)
-        if trial.should_prune():
+        if prunes and trial.should_prune():
             raise Pruned(f"pruned at step {step} with dev accuracy {dev_acc:.4f}")
 
     info = {**job_info(hc), "study": hc.sweeper.study_name, "trial": trial.number, "params": trial.params}

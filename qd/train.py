@@ -6,6 +6,7 @@ augmentation, data and train sections.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import importlib
 import io
@@ -78,8 +79,8 @@ def auto_threads() -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = len(os.sched_getaffinity(0))
-    workers = max(1, int(os.environ.get("QD_WORKERS", "1")))
-    return max(1, min(cores // workers, int(cores - busy_cores() + 0.25)))
+    share = cores // max(1, int(os.environ.get("QD_WORKERS", "1")))
+    return 1 if share <= 1 else max(1, min(share, int(cores - busy_cores() + 0.25)))
 
 
 def configure_cpu(threads: int = 0) -> int:
@@ -101,7 +102,10 @@ def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
     """Build `cfg["_target_"](params, **options)`: what hydra.utils.instantiate does, without Hydra."""
     module, _, name = cfg["_target_"].rpartition(".")
     options = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    return getattr(importlib.import_module(module), name)(params, **options)
+    try:
+        return getattr(importlib.import_module(module), name)(params, **options)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise QDError(f"optimizer {cfg['_target_']}: bad options {options}: {e}") from None
 
 
 def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, steps: int):
@@ -148,6 +152,11 @@ def averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedMo
                 average.copy_(current)
 
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def rounded_to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with its floating-point tensors rounded to float16 values (kept in float32)."""
+    return {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def checkpoint_bytes(model: nn.Module, model_cfg: dict, half: bool) -> int:
@@ -205,6 +214,8 @@ def train(
     # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
     scored = averaged(model, tcfg["ema"]) if tcfg["ema"] else model
     kept = getattr(scored, "module", scored)  # the averaged model's own network, or the model itself
+    # With train.half_storage, evaluations score the weights as the checkpoint will store them.
+    evaluated = copy.deepcopy(kept) if half else kept
     steps, bs = tcfg["steps"], tcfg["batch_size"]
     scheduler = build_scheduler(cfg["scheduler"], optimizer, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
@@ -219,7 +230,9 @@ def train(
     progress = Progress(name, steps)
     order, cursor = torch.randperm(len(x), generator=batch_gen), 0
     model.train()
-    start = time.perf_counter()  # train_time_s: the optimisation and its evaluations, not the data loading
+    # train_time_s: the optimisation and its evaluations; not the data loading, nor the time on_eval takes
+    # (a sweep's reports to its study are the sweep's cost, not the training's)
+    start, in_callback = time.perf_counter(), 0.0
     with open(log_path, "w", buffering=1) as log:
         log.write(LOG_HEADER + "\n")
         for step in range(1, steps + 1):
@@ -227,10 +240,10 @@ def train(
                 order, cursor = torch.randperm(len(x), generator=batch_gen), 0
             idx = order[cursor : cursor + bs].to(device)
             cursor += bs
-            xb = x[idx]
+            xb = x.index_select(0, idx)  # faster than x[idx] on the CPU
             if aug_cfg:
                 xb = augment(xb, aug_cfg, aug_gen)
-            loss = loss_fn(model(xb), y[idx])
+            loss = loss_fn(model(xb), y.index_select(0, idx))
             if not torch.isfinite(loss):
                 progress.close()
                 raise Diverged(
@@ -244,26 +257,27 @@ def train(
             if scored is not model:
                 scored.update_parameters(model)
             if step % tcfg["eval_every"] == 0 or step == steps:
-                train_acc, train_loss = approx_train_acc_and_loss(scored, x, y, generator=eval_gen)
-                dev_acc, dev_loss = dev_acc_and_loss(scored, dev_x, dev_y)
+                if half:
+                    evaluated.load_state_dict(rounded_to_half(kept.state_dict()))
+                train_acc, train_loss = approx_train_acc_and_loss(evaluated, x, y, generator=eval_gen)
+                dev_acc, dev_loss = dev_acc_and_loss(evaluated, dev_x, dev_y)
                 log.write(f"{step},{train_loss:.6f},{train_acc:.6f},{dev_loss:.6f},{dev_acc:.6f}\n")
                 history.append((step, dev_acc))
                 if dev_acc > best["dev_acc"]:
-                    state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+                    state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
                     best = {"dev_acc": dev_acc, "step": step, "state": state}
                 progress.update(
                     step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True
                 )
                 if on_eval:
+                    called = time.perf_counter()
                     on_eval(step, dev_acc)
-            else:
+                    in_callback += time.perf_counter() - called
+            elif progress.enabled:  # loss.item() waits for the step: only when there is a display
                 progress.update(step, f"loss {loss.item():.3f}")
     progress.close()
-    train_time = time.perf_counter() - start
+    train_time = time.perf_counter() - start - in_callback
     model.load_state_dict(best["state"])
-    if half:  # record what the stored float16 weights score, so the checkpoint reproduces it
-        model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in best["state"].items()})
-        best["dev_acc"] = dev_acc_and_loss(model, dev_x, dev_y)[0]
     meta = {
         "steps": steps,
         "best_step": best["step"],

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from qd.data import load_split
-from qd.speed import ROWS, baseline_load, measure, run_path, speed_table, threads_table, write_checkpoints
+from qd.speed import (
+    ROWS,
+    baseline_load,
+    floor_table,
+    measure,
+    overheads,
+    run_path,
+    speed_table,
+    threads_table,
+    write_checkpoints,
+)
 
 
 @pytest.fixture
@@ -44,3 +54,24 @@ def test_the_thread_table_names_the_threads_auto_chose():
     table = threads_table(runs, steps=2000)
     assert re.search(r"\| densenet \| 1\.00 \(1\) \| 2\.00 \| 3\.00 \|", table)
     assert "2,000 steps" in table
+
+
+def test_the_floor_is_measured_in_a_fresh_process_and_bounds_the_ratio(course_dir, work):
+    floors = {name: [run_path(f"train {name}", "floor", course_dir, work, 200, 1)] for name in ("densenet", "convnet")}
+    assert all(runs[0]["seconds"] > 0 and runs[0]["peak_mib"] > 0 for runs in floors.values())
+    results = {"train convnet": {"baseline": [{"seconds": 10.0}], "qd": [{"seconds": 5.0}]}}
+    floors["convnet"] = [{"seconds": 4.0}]
+    table = floor_table(results, floors, steps=2000).splitlines()
+    assert len(table) == 3  # the densenet row has no training row to stand beside
+    assert table[2] == "| convnet | 10 | 5 | 4 | 2.5x | 5x |"
+
+
+def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
+    def job(pid, started, finished, train):
+        return {"pid": pid, "started": started, "finished": finished, "wall_time_s": finished - started,
+                "train_time_s": train}  # fmt: skip
+
+    # Launched at 0, ended at 30: worker 1 runs jobs 2-10 and 11-20, worker 2 runs 3-12 and 14-22.
+    metrics = [job(1, 2, 10, 7), job(1, 11, 20, 8), job(2, 3, 12, 8), job(2, 14, 22, 6)]
+    split = overheads(metrics, launched=0.0, ended=30.0, workers=2)
+    assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 1 + 2) / 2, "between": (1 + 2) / 2, "tail": 8.0}

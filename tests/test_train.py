@@ -73,6 +73,12 @@ def test_same_seed_same_log(course_dir, tmp_path):
         ("train", "batch_size", 5000, r"--bs \(train.batch_size\): got 5000; expected a whole number from 1 to 1200"),
         ("train", "steps", 0, r"--epochs \(train.steps\): got 0; expected a positive number of optimisation steps"),
         ("train", "ema", 1.0, r"train.ema: got 1.0; expected 0 \(off\) or a decay from 0 to 1, such as 0.998"),
+        (
+            "optimizer",
+            "_target_",
+            "torch.optim.RMSprop",
+            r"optimizer torch.optim.RMSprop: bad options \{.*'fused': True.*\}: .*unexpected keyword argument 'fused'",
+        ),
     ],
 )
 def test_settings_that_cannot_train_are_refused_before_writing(course_dir, tmp_path, section, key, value, message):
@@ -105,7 +111,7 @@ def test_optimizers_build_from_their_target(course_dir):
     for name, cls in [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]:
         cfg = compose_config("densenet", [f"optimizer={name}"])["optimizer"]
         opt = build_optimizer(cfg, params)
-        assert type(opt) is cls and opt.defaults["lr"] == cfg["lr"]
+        assert type(opt) is cls and opt.defaults["lr"] == cfg["lr"] and opt.defaults["fused"] is True
     assert build_optimizer(cfg, params).defaults["nesterov"] is True
 
 
