@@ -29,7 +29,7 @@ from qd.data import load_split
 from qd.errors import QDError, exit_on_user_error
 from qd.predict import predict, write_predictions
 from qd.results import collect, rank
-from qd.train import CHECKPOINT_LIMITS
+from qd.train import CHECKPOINT_LIMITS, configure_cpu
 
 TOLERANCE = 1e-6
 
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("submission"), help="the submission folder (submission/)")
     parser.add_argument("--data-dir", type=Path, default=Path("datasets"), help="the data the trials trained on")
     args = parser.parse_args(argv)
+    configure_cpu()
     with exit_on_user_error():
         winners = promote(args.sources, args.out, args.data_dir)
     for model in MODELS:

@@ -32,6 +32,7 @@ from qd.fsutil import atomic_write_text
 from qd.predict import predict
 from qd.promote import recover, swap_in
 from qd.results import collect
+from qd.train import configure_cpu
 
 SEED = 0
 DPI = 100
@@ -547,6 +548,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("report"), help="the report folder (report/)")
     parser.add_argument("--submission", type=Path, default=Path("submission"), help="the promoted submission")
     args = parser.parse_args(argv)
+    configure_cpu()
     with exit_on_user_error():
         path = write_report(args.submission, args.sources, args.out)
     print(f"wrote {path} and its figures")
