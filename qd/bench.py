@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from qd import IMAGE_SIDE, N_CLASSES
@@ -141,12 +142,12 @@ def accuracy(args: argparse.Namespace) -> None:
     images = check_images(np.load(images_path), images_path).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     labels = check_labels(np.load(labels_path), labels_path, len(images))
     configs = bench_configs()
-    overrides = {("optimizer", "lr"): args.lr, ("train", "batch_size"): args.batch, ("train", "steps"): args.steps}
-    for cfg in configs.values():
-        cfg["train"]["threads"] = args.threads
-        for (section, key), value in overrides.items():
-            if value is not None:
-                cfg[section][key] = value
+    flags = {"optimizer.lr": args.lr, "train.batch_size": args.batch, "train.steps": args.steps}
+    overrides = {"train.threads": args.threads, **{k: v for k, v in flags.items() if v is not None}, **args.set}
+    for name in args.models:
+        for key, value in overrides.items():
+            section, _, option = key.partition(".")
+            configs[name][section][option] = value
     fold = stratified_folds(labels, args.folds, args.seed)
     results: dict[str, list[dict]] = {m: [] for m in args.models}
     with tempfile.TemporaryDirectory() as tmp, _public_registered():
@@ -162,6 +163,17 @@ def accuracy(args: argparse.Namespace) -> None:
     print(f"\n{args.folds}-fold CV, seed {args.seed}, {len(labels)} real drawings; final-step models, "
           f"{args.threads} thread(s)")  # fmt: skip
     print(format_table(results, configs, args.folds))
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """`section.option=value` (value read as YAML: 24, 0.5, true, a string) for --set."""
+    key, sep, value = text.partition("=")
+    section, dot, option = key.partition(".")
+    if not (sep and dot and option) or section not in DEFAULTS["bestmodel"]:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; expected SECTION.OPTION=VALUE with SECTION one of {', '.join(DEFAULTS['bestmodel'])}"
+        )
+    return key, yaml.safe_load(value)
 
 
 def format_table(results: dict[str, list[dict]], configs: dict[str, dict], folds: int) -> str:
@@ -209,8 +221,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, help="every model's learning rate instead of its protocol's")
     p.add_argument("--batch", type=int, help="every model's batch size instead of its protocol's")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
+    p.add_argument(
+        "--set",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="SECTION.OPTION=VALUE",
+        help="a config override for every model benchmarked, e.g. --set model.width=24 (repeatable)",
+    )
     p.set_defaults(run=accuracy)
     args = parser.parse_args(argv)
+    args.set = dict(args.set)
     if unknown := set(args.models) - set(bench_configs()):
         parser.error(f"--models: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(bench_configs())}")
     with exit_on_user_error():
