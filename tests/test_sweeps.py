@@ -93,24 +93,18 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
         [sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
-    def completed_in_study() -> dict[int, float]:
-        """The study's COMPLETE trials and their values (a job's metrics.json comes before the sweeper's tell)."""
-        if not (tmp_path / "outputs/sweeps/densenet_lr.db").exists():
-            return {}
-        try:
-            return {t.number: t.value for t in study_trials(tmp_path, "densenet_lr") if t.state.name == "COMPLETE"}
-        except KeyError:  # the study is not created yet
-            return {}
-
+    # Kill once the second job has its folder: the sweeper told the study the first one's outcome before that
+    # (a job's metrics.json comes earlier, before the tell).
     deadline = time.time() + 200
-    while not completed_in_study():
-        assert time.time() < deadline and proc.poll() is None, "the first trial never completed"
-        time.sleep(0.2)
+    while not list(tmp_path.glob("outputs/sweeps/densenet_lr/*/1")):
+        assert time.time() < deadline and proc.poll() is None, "the second job never started"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(10)  # a trial asked for but not yet tagged with its process counts as abandoned after 10 s
     first = sweep_metrics(tmp_path)
-    completed_before = completed_in_study()
+    completed_before = {t.number: t.value for t in study_trials(tmp_path, "densenet_lr") if t.state.name == "COMPLETE"}
+    assert 0 in completed_before and len(completed_before) < 4
 
     result = run_cli(args, tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
