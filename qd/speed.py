@@ -37,7 +37,7 @@ from qd.data import FILES, SYNTHETIC_DIR, Split, load_split
 from qd.defaults import DEFAULTS
 from qd.models import TooSimpleConvNN, TwoLayerDenseNet
 from qd.predict import predict
-from qd.train import configure_cpu, train
+from qd.train import build_optimizer, configure_cpu, train
 
 MODELS = {"densenet": TwoLayerDenseNet, "convnet": TooSimpleConvNN}
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,19 +128,23 @@ def _load_model(path: Path, name: str) -> nn.Module:
     return model
 
 
-def floor_seconds(model: nn.Module, train_split: Split, dev: Split, steps: int) -> float:
-    """The least time any pipeline needs for `steps` course steps with torch's kernels: the optimizer's set-up,
-    forward, backward and fused Adam on one fixed batch of 100, and the evaluations' forward passes (every
-    100 steps, 4,000 training images and the dev set); no sampling, logging or checks."""
-    xb, yb = train_split.x[:100], train_split.y[:100]
+def floor_seconds(name: str, train_split: Split, dev: Split, steps: int) -> float:
+    """The least time any pipeline needs for `steps` of the model's course steps with torch's kernels: the
+    optimizer's set-up, forward, backward and optimizer step on one fixed batch, and the evaluations' forward
+    passes (4,000 training images and the dev set); no sampling, logging or checks. The optimizer, batch size
+    and evaluation interval are the model's defaults (conf/)."""
+    cfg = DEFAULTS[name]
+    batch = cfg["train"]["batch_size"]
+    xb, yb = train_split.x[:batch], train_split.y[:batch]
+    model = MODELS[name]()
     start = time.perf_counter()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     for step in range(1, steps + 1):
         loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % 100 == 0:
+        if step % cfg["train"]["eval_every"] == 0:
             scores(model, train_split.x[:TRAIN_SAMPLE])
             scores(model, dev.x)
     return time.perf_counter() - start
@@ -157,7 +161,7 @@ def measure(row: str, side: str, data_dir: Path, work: Path, steps: int, threads
         data = {s: load_split(data_dir, s) for s in splits}
         configure_cpu(threads)
         torch.manual_seed(0)
-        return floor_seconds(MODELS[name](), data["train"], data["dev"], steps)
+        return floor_seconds(name, data["train"], data["dev"], steps)
     if side == "baseline":
         start = time.perf_counter()
         data = {s: baseline_load(data_dir, s) for s in splits}
@@ -276,11 +280,11 @@ def speed_table(results: dict, steps: int) -> str:
     return "\n".join(lines)
 
 
-def compare_floors(data_dir: Path, work: Path, repeat: int, steps: int, threads: int) -> dict:
-    """floor_seconds of each model, `repeat` times, each in a fresh process: {model: [result, ...]}."""
-    results: dict = {name: [] for name in MODELS}
+def compare_floors(data_dir: Path, work: Path, names: list[str], repeat: int, steps: int, threads: int) -> dict:
+    """floor_seconds of each of `names`, `repeat` times, each in a fresh process: {model: [result, ...]}."""
+    results: dict = {name: [] for name in names}
     for r in range(repeat):
-        for name in MODELS:
+        for name in names:
             results[name].append(run_path(f"train {name}", "floor", data_dir, work, steps, threads))
             print(f"[{r + 1}/{repeat}] floor {name}: {results[name][-1]['seconds']:.2f} s", file=sys.stderr)
     return results
@@ -295,8 +299,6 @@ def floor_table(results: dict, floors: dict, steps: int) -> str:
     ]
     for name, runs in floors.items():
         row = f"train {name}"
-        if row not in results:
-            continue
         base, ours = (_median(results[row][side], "seconds") for side in ("baseline", "qd"))
         floor = _median(runs, "seconds")
         lines.append(f"| {name} | {base:.3g} | {ours:.3g} | {floor:.3g} | {base / floor:.1f}x | {ROWS[row][1]:g}x |")
@@ -415,8 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         threads = f"{args.threads} torch thread(s) each" if args.threads else "torch's default threads, qd's own choice"
         print(f"\nMedians of {args.repeat} alternating runs on {data_dir} ({os.cpu_count()} cores; {threads}):\n")
         print(speed_table(results, args.steps))
-        if any(row.startswith("train ") for row in args.rows):
-            floors = compare_floors(data_dir, work, args.repeat, args.steps, args.threads)
+        if trained := [row.removeprefix("train ") for row in args.rows if row.startswith("train ")]:
+            floors = compare_floors(data_dir, work, trained, args.repeat, args.steps, args.threads)
             print(
                 "\nThe training rows against their floor: the optimizer's set-up, forward, backward and fused Adam "
                 "on one fixed batch, and the evaluations' forward passes, alone (torch's kernels, no pipeline):\n"
