@@ -144,7 +144,8 @@ def resume_overrides(sweeper: DictConfig) -> list[str]:
     if remaining <= 0:
         print(f"study {sweeper.study_name} already holds {len(trials)} trials of {sweeper.n_trials}; nothing to run")
         raise SystemExit(0)
-    print(f"resuming study {sweeper.study_name}: {done} finished trials kept, {remaining} to run")
+    running = f", {len(trials) - done} running elsewhere" if len(trials) > done else ""
+    print(f"resuming study {sweeper.study_name}: {done} finished trials kept{running}, {remaining} to run")
     return [f"hydra.sweeper.n_trials={remaining}"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -114,26 +115,33 @@ def postgres():
 
 
 def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_trials(course_dir, tmp_path, postgres):
+    """Each worker runs n_trials minus what the study held when it started; the study holds their sum."""
+
     def worker(seed: int) -> subprocess.Popen:
         args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=10", "train.eval_every=10",
                 "+sweep=densenet_lr", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
                 f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=shared"]  # fmt: skip
         return start(args, tmp_path)
 
-    procs = [worker(1), worker(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=400)
+    shares = []
+    for proc in [worker(1), worker(2)]:
+        out, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err.decode()
+        share = re.search(r"^resuming study shared: .*, (\d+) to run$", out.decode(), re.M)
+        shares.append(int(share.group(1)) if share else 0)
+        assert share or "already holds 4 trials of 4; nothing to run" in out.decode(), out.decode()
+    assert shares[0] == 4 or shares[1] == 4, "the first to start runs all it asked for"
     trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
     records = sweep_metrics(tmp_path)
-    assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))
+    assert sorted(t.number for t in trials) == list(range(sum(shares))), "the totals add up, numbered once each"
     assert all(t.state.name == "COMPLETE" for t in trials)
-    assert sorted(r["trial"] for r in records) == list(range(8)), "every trial recorded once"
-    assert len({r["job_dir"] for r in records}) == 8
+    assert sorted(r["trial"] for r in records) == list(range(sum(shares))), "every trial recorded once"
+    assert len({r["job_dir"] for r in records}) == sum(shares)
     for r in records:
         assert (
             trials[r["trial"]].user_attrs["job_dir"] == r["job_dir"] and trials[r["trial"]].value == r["best_dev_acc"]
         )
+    assert len({r["pid"] for r in records}) == (2 if min(shares) else 1), "each worker ran its share"
 
 
 def test_a_200_trial_sweep_stays_consistent_and_flat_in_memory(course_dir, tmp_path):
