@@ -37,6 +37,34 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
 TINY_BEST = "model.width=8"  # a best model small enough for quick tests
 
 
+@pytest.fixture(scope="session")
+def swept(course_dir, tmp_path_factory) -> Path:
+    """A workdir whose outputs/ holds tiny real sweeps of the three models (densenet in two studies).
+
+    Shared by the promotion, report and fault tests: they read outputs/ and never add to it.
+    """
+    work = tmp_path_factory.mktemp("swept")
+    common = ["-m", f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
+    for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
+                         ("convnet", ["+sweep=convnet"]),
+                         ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,
+                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"]),
+                         ("densenet", ["+sweep=densenet_lr", "hydra.sweeper.study_name=dense2",
+                                       "hydra.sweeper.storage=sqlite:///outputs/sweeps/dense2.db"])]:  # fmt: skip
+        result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
+        assert result.returncode == 0, result.stderr
+    return work
+
+
+@pytest.fixture(scope="session")
+def submission(swept, course_dir) -> Path:
+    """`swept`/submission, promoted once from `swept`/outputs."""
+    from qd.promote import promote
+
+    promote([str(swept / "outputs")], swept / "submission", course_dir)
+    return swept / "submission"
+
+
 def sweep_metrics(workdir: Path) -> list[dict]:
     """Every metrics.json under `workdir`/outputs/sweeps."""
     import json

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_BEST, run_cli
 from qd.bundle import CORE_MODULES, DELIVERABLES
 from qd.checkpoint import read_checkpoint, save_checkpoint
 from qd.errors import QDError
@@ -23,29 +22,14 @@ from qd.results import collect, table
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def sweeps(course_dir, tmp_path_factory) -> Path:
-    """A workdir whose outputs/ holds two-trial sweeps of each model (densenet has two studies)."""
-    work = tmp_path_factory.mktemp("sweeps")
-    common = ["-m", f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
-    for model, extra in [("densenet", ["+sweep=densenet_lr"]), ("convnet", ["+sweep=convnet", "train.steps=20"]),
-                         ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,
-                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"]),
-                         ("densenet", ["+sweep=densenet_lr", "hydra.sweeper.study_name=dense2",
-                                       "hydra.sweeper.storage=sqlite:///outputs/sweeps/dense2.db"])]:  # fmt: skip
-        result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
-        assert result.returncode == 0, result.stderr
-    return work
-
-
 def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(sweeps, course_dir):
-    out = sweeps / "submission"
-    winners = promote([str(sweeps / "outputs")], out, course_dir)
-    df = table(collect([str(sweeps / "outputs")]))
+def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept, submission, course_dir):
+    out = submission
+    winners = json.loads((out / "winners.json").read_text())
+    df = table(collect([str(swept / "outputs")]))
     for model, record in winners.items():
         best = df[(df.model == model) & (df.state == "COMPLETE")].iloc[0]
         assert record["job_dir"] == best["job_dir"] and record["best_dev_acc"] == best["best_dev_acc"]
@@ -64,13 +48,13 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(sweep
     assert not [n for n in names if n.endswith(".npy")]
 
     before = digest(out)
-    promote([str(sweeps / "outputs")], out, course_dir)
+    promote([str(swept / "outputs")], out, course_dir)
     assert digest(out) == before, "promoting twice from the same sweeps gives identical files"
 
 
-def test_refusals_leave_the_previous_submission_untouched(sweeps, course_dir, tmp_path):
+def test_refusals_leave_the_previous_submission_untouched(swept, course_dir, tmp_path):
     out = tmp_path / "submission"
-    promote([str(sweeps / "outputs")], out, course_dir)
+    promote([str(swept / "outputs")], out, course_dir)
     before = digest(out)
 
     with pytest.raises(QDError, match="no complete, verifiable trial on .* for densenet, convnet, bestmodel"):
@@ -79,14 +63,14 @@ def test_refusals_leave_the_previous_submission_untouched(sweeps, course_dir, tm
 
     # A best model whose checkpoint is over 1 MB.
     fake = tmp_path / "outputs/big/0"
-    best = next(r for r in collect([str(sweeps / "outputs")]) if r["model"] == "bestmodel" and r["state"] == "complete")
+    best = next(r for r in collect([str(swept / "outputs")]) if r["model"] == "bestmodel" and r["state"] == "complete")
     meta = read_checkpoint(best["checkpoint"])["meta"]
     big_cfg = {"name": "bestmodel", "width": 64, "depth": 2, "dropout": 0.0}
     save_checkpoint(fake / "bestmodel.pt", build_model(big_cfg), big_cfg, {**meta, "dev_acc": 0.999})
     record = {**best, "best_dev_acc": 0.999, "checkpoint": str(fake / "bestmodel.pt"), "job_dir": str(fake),
               "trial": 99}  # fmt: skip
     (fake / "metrics.json").write_text(json.dumps(record))
-    sources = [str(sweeps / "outputs"), str(tmp_path / "outputs")]
+    sources = [str(swept / "outputs"), str(tmp_path / "outputs")]
     with pytest.raises(
         QDError,
         match=r"bestmodel: study best trial 99, .*: checkpoint is [\d,]+ bytes; the course allows at most 1,000,000",
@@ -107,10 +91,8 @@ def test_refusals_leave_the_previous_submission_untouched(sweeps, course_dir, tm
     assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
 
 
-def test_code_zip_runs_where_only_torch_and_numpy_are_installed(sweeps, course_dir, tmp_path):
-    out = sweeps / "submission"
-    if not out.exists():
-        promote([str(sweeps / "outputs")], out, course_dir)
+def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, course_dir, tmp_path):
+    out = submission
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(

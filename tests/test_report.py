@@ -1,4 +1,4 @@
-"""The report end to end: tiny real sweeps of the three models, promotion, then report.md, answers.tex and figures."""
+"""The report end to end: on the shared tiny sweeps and their submission, report.md, answers.tex and figures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
-from qd.promote import promote
+from conftest import run_cli
 from qd.report import main
 
 FIGURES = {  # name: (width, height) in pixels
@@ -31,22 +30,6 @@ QUESTIONS = ("1.5.8a", "1.5.8b", "1.5.9a", "1.5.9b", "1.5.10", "1.5.11", "1.5.12
              "1.6.7", "1.8.3", "1.8.4", "1.8.6", "1.8.7", "1.8.10", "1.8.11")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def workflow(course_dir, tmp_path_factory) -> Path:
-    """A workdir with outputs/ (a 3-trial densenet sweep, 2 convnet trials, 1 tiny bestmodel) and submission/."""
-    work = tmp_path_factory.mktemp("workflow")
-    common = ["-m", f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10"]
-    for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
-                         ("convnet", ["+sweep=convnet", "train.steps=20", "hydra.sweeper.n_trials=2"]),
-                         ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", "train.steps=10",
-                                        "model.width=8", "hydra.sweeper.n_trials=1",
-                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"])]:  # fmt: skip
-        result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
-        assert result.returncode == 0, result.stderr
-    promote([str(work / "outputs")], work / "submission", course_dir)
-    return work
-
-
 def png_size(path: Path) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk, after checking the signature."""
     data = path.read_bytes()
@@ -60,8 +43,9 @@ def digest(folder: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_report_answers_the_questions_with_measured_values_and_is_deterministic(
-    workflow, course_dir, monkeypatch, capsys
+    submission, course_dir, monkeypatch, capsys
 ):
+    workflow = submission.parent
     result = run_cli(["-m", "qd.report", "--out", "report"], workflow)
     assert result.returncode == 0, result.stderr
     out = workflow / "report"
