@@ -55,7 +55,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, course_dir, tmp_path):
-    promote = ["-m", "qd.promote", str(swept / "outputs"), "--data-dir", str(course_dir)]
+    promote = ["-m", "qd.promote", "--data-dir", str(course_dir), str(swept / "outputs")]
     assert run_cli(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
     # More trials, trained longer, so that the next promotion likely differs.
@@ -63,7 +63,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
             "+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]  # fmt: skip
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr
-    promote.insert(3, "outputs")
+    promote.append("outputs")  # the shared sweeps and this one
     for delay in (0.5, 1.5, 3.0, 4.5, 6.0):
         proc = start(promote, tmp_path)
         time.sleep(delay)
