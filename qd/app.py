@@ -25,11 +25,12 @@ from qd.conf import CONF_DIR
 from qd.errors import QDError, exit_on_user_error
 from qd.fsutil import atomic_write_text
 
-# One id per sweep invocation, shared with its worker processes through the environment, so that
-# sweep folders never collide and every worker resolves the same folder.
-RUN_ID = "QD_RUN_ID"
-os.environ.setdefault(RUN_ID, f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}")
-OmegaConf.register_new_resolver("qd_run_id", lambda: os.environ[RUN_ID], replace=True)
+# `${qd_run_id:}`: one id per invocation (its start and process id), so that run and sweep folders never
+# collide. Resolved once, in the invoking process; the value travels in the config's resolver cache to every
+# job, also in worker processes (Hydra copies the cache into each job's config), never through the environment.
+OmegaConf.register_new_resolver(
+    "qd_run_id", lambda: f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}", use_cache=True, replace=True
+)
 
 
 class Pruned(Exception):
@@ -43,22 +44,22 @@ def run_hydra(model: str, argv: list[str]) -> None:
     """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags)."""
     if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
         with exit_on_user_error():
-            hydra_cfg = compose_checked(model, argv)
-            if is_optuna_sweep(hydra_cfg, argv) and hydra_cfg.sweeper.storage:
+            cfg = compose_checked(model, argv)
+            if is_optuna_sweep(cfg.hydra, argv) and cfg.hydra.sweeper.storage:
                 from qd.sweep import resume_overrides
 
-                argv = argv + resume_overrides(hydra_cfg.sweeper)
+                argv = argv + resume_overrides(cfg.hydra.sweeper, cfg.resume.unclaimed_after_s)
     sys.argv = [f"main_{model}.py", *argv]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
 
 
 def compose_checked(model: str, argv: list[str]) -> DictConfig:
-    """The `hydra` node that `argv` composes to; a bad override is one line naming it (QDError)."""
+    """The config, `hydra` node included, that `argv` composes to; a bad override is one line naming it (QDError)."""
     parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
     overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=model, overrides=overrides, return_hydra_config=True).hydra
+            return compose(config_name=model, overrides=overrides, return_hydra_config=True)
     except HydraException as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]

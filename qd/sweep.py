@@ -130,14 +130,14 @@ def run_trial(cfg: dict, out: Path, hc: DictConfig) -> float:
     return run_job(cfg, out, info, on_eval)["best_dev_acc"]
 
 
-def resume_overrides(sweeper: DictConfig) -> list[str]:
+def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
     """Make `hydra.sweeper.n_trials` count the study's total, so a rerun resumes rather than adds.
 
     Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
     to run, say so and exit.
     """
     study = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
-    _fail_dead_trials(study)
+    _fail_dead_trials(study, unclaimed_after_s)
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state.is_finished() for t in trials)
     remaining = int(sweeper.n_trials) - len(trials)  # trials still running elsewhere count too
@@ -168,11 +168,11 @@ def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> op
     return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
 
 
-def _fail_dead_trials(study: optuna.Study, grace: float = 10.0) -> None:
+def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
     """Mark FAIL the RUNNING trials whose process on this host is gone.
 
     A trial the sweeper asked for but had not yet tagged with its process when killed has no
-    worker; after `grace` seconds it is taken as abandoned too.
+    worker; after `grace` seconds (the preset's resume.unclaimed_after_s) it is taken as abandoned too.
     """
     host, now = socket.gethostname(), datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
