@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qd.data import REAL_SAMPLE
@@ -35,16 +37,39 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
 
 
 TINY_BEST = "model.width=8"  # a best model small enough for quick tests
+# The classes that swept_data keeps whole in train and in dev: every other class loses a quarter.
+TRAIN_MAJORITY, DEV_MAJORITY = 4, 3  # strawberry, pineapple
 
 
 @pytest.fixture(scope="session")
-def swept(course_dir, tmp_path_factory) -> Path:
-    """A workdir whose outputs/ holds tiny real sweeps of the three models (densenet in two studies).
+def swept_data(course_dir, tmp_path_factory) -> Path:
+    """course_dir made unbalanced, with a majority class other than 0 in train (strawberry) and dev (pineapple).
 
-    Shared by the promotion, report and fault tests: they read outputs/ and never add to it.
+    Train keeps 200 strawberries and 150 of each other class (950), dev 100 pineapples and 75 of each other
+    (475); the 600 test images are course_dir's.
+    """
+    out = tmp_path_factory.mktemp("unbalanced") / "datasets"
+    out.mkdir()
+    for images, labels, whole in (("fruit_images.npy", "fruit_labels.npy", TRAIN_MAJORITY),
+                                  ("fruit_dev_images.npy", "fruit_dev_labels.npy", DEV_MAJORITY)):  # fmt: skip
+        y = np.load(course_dir / labels)
+        keep = np.concatenate([np.flatnonzero(y == c)[: None if c == whole else 3 * (y == c).sum() // 4]
+                               for c in range(6)])  # fmt: skip
+        keep.sort()
+        np.save(out / images, np.load(course_dir / images)[keep])
+        np.save(out / labels, y[keep])
+    shutil.copyfile(course_dir / "fruit_test_images.npy", out / "fruit_test_images.npy")
+    return out
+
+
+@pytest.fixture(scope="session")
+def swept(swept_data, tmp_path_factory) -> Path:
+    """A workdir whose outputs/ holds tiny real sweeps of the three models (densenet in two studies) on swept_data.
+
+    Shared by the promotion, report and fault tests: they read outputs/ and never write into this workdir.
     """
     work = tmp_path_factory.mktemp("swept")
-    common = ["-m", f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
+    common = ["-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
     for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
                          ("convnet", ["+sweep=convnet"]),
                          ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,
@@ -57,11 +82,11 @@ def swept(course_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def submission(swept, course_dir) -> Path:
-    """`swept`/submission, promoted once from `swept`/outputs."""
+def submission(swept, swept_data) -> Path:
+    """`swept`/submission, promoted once from `swept`/outputs; read-only, like `swept`."""
     from qd.promote import promote
 
-    promote([str(swept / "outputs")], swept / "submission", course_dir)
+    promote([str(swept / "outputs")], swept / "submission", swept_data)
     return swept / "submission"
 
 

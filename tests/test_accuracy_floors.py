@@ -17,7 +17,9 @@ def test_course_densenet_defaults_land_between_60_and_97_percent_on_the_syntheti
     assert 0.60 <= metrics["best_dev_acc"] <= 0.97, metrics["best_dev_acc"]
 
 
-def test_densenet_scores_at_least_80_percent_on_held_out_real_drawings(real_dir, tmp_path):
+def test_densenet_scores_at_least_75_percent_on_held_out_real_drawings(real_dir, tmp_path):
+    """Training seeds 0-2 give 0.808-0.821 (0.8125 at seed 0, the one used) on these 480 held-out drawings, a
+    standard error of 0.018: the floor lies 3.5 of them below."""
     images, labels = np.load(real_dir / "images.npy"), np.load(real_dir / "labels.npy").astype(np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     held_out, rest = order[: len(order) // 5], order[len(order) // 5 :]
@@ -28,4 +30,4 @@ def test_densenet_scores_at_least_80_percent_on_held_out_real_drawings(real_dir,
     cfg = tiny_config("densenet", tmp_path, steps=1500)
     cfg["train"]["eval_every"] = 1500  # one evaluation: the final model on the held-out fifth
     metrics = train(cfg, tmp_path / "d.log", tmp_path / "d.pt")
-    assert metrics["final_dev_acc"] >= 0.80, metrics["final_dev_acc"]
+    assert metrics["final_dev_acc"] >= 0.75, metrics["final_dev_acc"]

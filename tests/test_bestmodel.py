@@ -12,7 +12,7 @@ from qd.bench import perturbed, run_fold, stratified_folds, write_fold
 from qd.defaults import DEFAULTS
 from qd.errors import QDError
 from qd.models import BestModel, build_model
-from qd.train import CHECKPOINT_LIMITS, checkpoint_bytes, train
+from qd.train import CHECKPOINT_LIMITS, train
 
 LIMIT = CHECKPOINT_LIMITS["bestmodel"]
 
@@ -36,29 +36,29 @@ def test_the_default_is_in_the_search_space():
     assert {key: default[key] for key in ("width", "depth")} in ARCHITECTURES
 
 
+# Over 1,000,000 bytes even at float16: 626,166 and 1,042,038 floating-point weights and buffers.
+REFUSED = [{"width": 48, "depth": 2}, {"width": 48, "depth": 3}]
+
+
+def test_the_preset_searches_both_sides_of_the_limit():
+    assert all(arch in ARCHITECTURES for arch in REFUSED) and len(ARCHITECTURES) == 12
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=str)
 def test_every_searched_architecture_fits_or_is_refused_before_training(arch, course_dir, tmp_path):
     cfg = tiny_config("bestmodel", course_dir, steps=1)
     cfg["model"] = _model_cfg(arch)
-    size = checkpoint_bytes(build_model(cfg["model"]), cfg["model"], cfg["train"]["half_storage"])
-    if size <= LIMIT:
-        return
-    with pytest.raises(QDError, match=rf"its checkpoint would be {size:,} bytes; bestmodel allows at most 1,000,000"):
+    if arch not in REFUSED:
         train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
-    assert not (tmp_path / "run.pt").exists() and not (tmp_path / "run.log").exists()
-
-
-def test_the_search_space_has_both_sides_of_the_limit():
-    sizes = [checkpoint_bytes(build_model(_model_cfg(a)), _model_cfg(a), half=True) for a in ARCHITECTURES]
-    assert min(sizes) <= LIMIT < max(sizes)
-
-
-def test_the_largest_fitting_architecture_trains_and_its_checkpoint_fits(course_dir, tmp_path):
-    fitting = [a for a in ARCHITECTURES if checkpoint_bytes(build_model(_model_cfg(a)), _model_cfg(a), True) <= LIMIT]
-    cfg = tiny_config("bestmodel", course_dir, steps=1)
-    cfg["model"] = _model_cfg(max(fitting, key=lambda a: checkpoint_bytes(build_model(_model_cfg(a)), {}, True)))
-    metrics = train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
-    assert metrics["checkpoint_bytes"] == (tmp_path / "run.pt").stat().st_size <= LIMIT
+        assert (tmp_path / "run.pt").stat().st_size <= LIMIT
+        return
+    with pytest.raises(QDError) as refused:
+        train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
+    size = re.search(r"its checkpoint would be ([\d,]+) bytes; bestmodel allows at most 1,000,000$", str(refused.value))
+    assert size, str(refused.value)
+    floats = sum(v.numel() for v in build_model(cfg["model"]).state_dict().values() if v.is_floating_point())
+    assert 2 * floats < int(size[1].replace(",", "")) < 2 * floats + 65_536, "float16 weights and the file's overhead"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tta_averages_the_image_and_its_mirror():
@@ -77,5 +77,7 @@ def test_a_short_real_run_beats_the_public_design(real_dir, tmp_path):
     cfg = copy.deepcopy(DEFAULTS["bestmodel"])
     cfg["train"].update(steps=250, threads=1)
     result = run_fold(cfg, data_dir, tmp_path, perturbed(images[test], seed=0), labels[test])
-    assert result["acc"] > 0.90  # 0.919 here; the public design scores 0.869 after 2,000 steps
+    # 0.919 here on 480 held-out drawings, a standard error of 0.0125: the floor is 3 of them below it. The public
+    # design scores 0.869 after 2,000 steps.
+    assert result["acc"] > 0.88
     assert result["bytes"] <= LIMIT

@@ -140,3 +140,20 @@ def test_predictions_file_parent_is_created(workdir):
     assert result.returncode == 0, result.stderr
     assert np.loadtxt(workdir / out, dtype=int).shape == (600,)
     assert not [p for p in (workdir / out).parent.iterdir() if p.name != "p.csv"], "no temporary files left"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [  # fmt: skip
+        ("optimizer=nope",
+         "error: bad override: In 'base': Could not find 'optimizer/nope'; expected one of adam, adamw, sgd"),
+        ("train.nope=1",
+         "error: bad override: Could not override 'train.nope'.; To append to your config use +train.nope=1"),
+        ("data.prepare=magic", "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
+    ],
+)
+def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, override, message):
+    result = run_cli([_main(), override, f"data.dir={tmp_path / 'data'}"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / "data").exists()

@@ -54,30 +54,57 @@ def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, course_dir, tmp_path):
-    promote = ["-m", "qd.promote", "--data-dir", str(course_dir), str(swept / "outputs")]
+def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
+    """SIGKILL `proc` as soon as `happened()` is true (polled every millisecond); whether it was still running."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and not happened():
+        assert time.time() < deadline, "neither the event nor the end came"
+        time.sleep(0.001)
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return running
+
+
+def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
+    promote = ["-m", "qd.promote", "--data-dir", str(swept_data), str(swept / "outputs")]
     assert run_cli(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
-    # More trials, trained longer, so that the next promotion likely differs.
-    args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=60", "train.eval_every=10",
+    # More trials, trained longer, in this workdir's outputs/: the next promotion's winners differ.
+    args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=60", "train.eval_every=10",
             "+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]  # fmt: skip
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr
-    promote.append("outputs")  # the shared sweeps and this one
-    for delay in (0.5, 1.5, 3.0, 4.5, 6.0):
-        proc = start(promote, tmp_path)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    promote.append("outputs")
+    # Promotion is deterministic: the new submission, made once elsewhere.
+    began = time.time()
+    assert run_cli([*promote, "--out", "new"], tmp_path).returncode == 0
+    took = time.time() - began
+    new = digest(tmp_path / "new")
+    assert new != old and set(new) == set(old)
+
+    def staging(name: str):
+        return lambda: any(tmp_path.glob(f".submission.staging-*/{name}"))
+
+    def after(fraction: float):
+        return lambda: time.time() > began + fraction * took
+
+    # Kills at points of promotion's own making, and at fractions of its run time, whatever it does then.
+    events = {"staging begun": staging(""), "first checkpoint staged": staging("densenet.pt"),
+              "code.zip staged, the swap next": staging("code.zip"), "a quarter in": after(0.25),
+              "halfway": after(0.5), "nine tenths in": after(0.9)}  # fmt: skip
+    for event, happened in events.items():
+        began = time.time()
+        running = kill_when(start(promote, tmp_path), happened)
+        assert running or event.startswith("code.zip"), f"promotion ended before {event}"
         recovered = run_cli(
             ["-c", "from pathlib import Path; from qd.promote import recover; recover(Path('submission'))"], tmp_path
         )
         assert recovered.returncode == 0, recovered.stderr
-        now = digest(tmp_path / "submission")
-        assert now == old or set(now) == set(old), "the old submission or a complete new one, never a mix"
-        old = now
+        assert digest(tmp_path / "submission") in (old, new), f"killed at {event}: neither the old nor the new one"
+        assert not list(tmp_path.glob(".submission.*")), f"killed at {event}: recover left a staging folder"
     assert run_cli(promote, tmp_path).returncode == 0
-    assert not list(tmp_path.glob(".submission.*"))
+    assert digest(tmp_path / "submission") == new
 
 
 def _free_port() -> int:

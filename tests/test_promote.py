@@ -17,7 +17,7 @@ from qd.checkpoint import read_checkpoint, save_checkpoint
 from qd.errors import QDError
 from qd.models import build_model
 from qd.promote import promote
-from qd.results import collect, table
+from qd.results import collect
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +26,19 @@ def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept, submission, course_dir):
+def _metrics(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))]
+
+
+def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept, submission, swept_data, tmp_path):
     out = submission
     winners = json.loads((out / "winners.json").read_text())
-    df = table(collect([str(swept / "outputs")]))
-    for model, record in winners.items():
-        best = df[(df.model == model) & (df.state == "COMPLETE")].iloc[0]
-        assert record["job_dir"] == best["job_dir"] and record["best_dev_acc"] == best["best_dev_acc"]
-        assert (out / f"{model}.pt").read_bytes() == Path(record["checkpoint"]).read_bytes()
+    records = _metrics(swept / "outputs")
+    for model in ("densenet", "convnet", "bestmodel"):
+        complete = [r for r in records if r["model"] == model and r["state"] == "complete"]
+        assert winners[model]["best_dev_acc"] == max(r["best_dev_acc"] for r in complete), model
+        assert winners[model]["job_dir"] in {r["job_dir"] for r in complete}
+        assert (out / f"{model}.pt").read_bytes() == Path(winners[model]["checkpoint"]).read_bytes()
     for name in ("densenet_predictions.csv", "convnet_predictions.csv", "best_model_predictions.csv"):
         lines = (out / name).read_text().splitlines()
         assert len(lines) == 600 and set(lines) <= set("012345")
@@ -47,18 +52,17 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept
         "main_densenet.py", "main_convnet.py", "main_bestmodel.py"}  # fmt: skip
     assert not [n for n in names if n.endswith(".npy")]
 
-    before = digest(out)
-    promote([str(swept / "outputs")], out, course_dir)
-    assert digest(out) == before, "promoting twice from the same sweeps gives identical files"
+    promote([str(swept / "outputs")], tmp_path / "again", swept_data)
+    assert digest(tmp_path / "again") == digest(out), "promoting twice from the same sweeps gives identical files"
 
 
-def test_refusals_leave_the_previous_submission_untouched(swept, course_dir, tmp_path):
+def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp_path):
     out = tmp_path / "submission"
-    promote([str(swept / "outputs")], out, course_dir)
+    promote([str(swept / "outputs")], out, swept_data)
     before = digest(out)
 
     with pytest.raises(QDError, match="no complete, verifiable trial on .* for densenet, convnet, bestmodel"):
-        promote([str(tmp_path / "empty")] if (tmp_path / "empty").mkdir() is None else [], out, course_dir)
+        promote([str(tmp_path / "empty")] if (tmp_path / "empty").mkdir() is None else [], out, swept_data)
     assert digest(out) == before
 
     # A best model whose checkpoint is over 1 MB.
@@ -75,7 +79,7 @@ def test_refusals_leave_the_previous_submission_untouched(swept, course_dir, tmp
         QDError,
         match=r"bestmodel: study best trial 99, .*: checkpoint is [\d,]+ bytes; the course allows at most 1,000,000",
     ):
-        promote(sources, out, course_dir)
+        promote(sources, out, swept_data)
     assert digest(out) == before
 
     # A checkpoint whose recorded accuracy does not reproduce.
@@ -86,12 +90,12 @@ def test_refusals_leave_the_previous_submission_untouched(swept, course_dir, tmp
     model.load_state_dict(ckpt_meta["state_dict"], strict=True)
     save_checkpoint(fake / "bestmodel.pt", model, ckpt_meta["model"], ckpt_meta["meta"], half=True)
     with pytest.raises(QDError, match=r"bestmodel.pt: reloaded, scores 0\.\d+ on dev, not the recorded 0\.999000"):
-        promote(sources, out, course_dir)
+        promote(sources, out, swept_data)
     assert digest(out) == before
     assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
 
 
-def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, course_dir, tmp_path):
+def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swept_data, tmp_path):
     out = submission
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -104,7 +108,7 @@ def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, cour
     unpacked = tmp_path / "grader"
     with zipfile.ZipFile(out / "code.zip") as z:
         z.extractall(unpacked)
-    (unpacked / "datasets").symlink_to(course_dir)
+    (unpacked / "datasets").symlink_to(swept_data)
     for model, predictions in (("densenet", "densenet_predictions.csv"), ("convnet", "convnet_predictions.csv"),
                                ("bestmodel", "best_model_predictions.csv")):  # fmt: skip
         command = [venv / "bin/python", f"main_{model}.py", "--mode", "predict", "--dataDir", "datasets",
