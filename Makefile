@@ -15,10 +15,10 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 data: venv
-	$(PY) -m qd.data synth
+	$(PY) -m qd data synth
 
 demo: venv
-	$(PY) -m qd.demo
+	$(PY) -m qd demo
 
 test: venv
 	$(PY) -m ruff check .
@@ -31,7 +31,7 @@ lint: venv
 	$(PY) -m ruff check .
 
 defaults: venv
-	$(PY) -m qd.conf
+	$(PY) -m qd.experiment.conf
 
 clean:
 	rm -rf outputs log_files model_files submission report code.zip

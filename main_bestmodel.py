@@ -1,6 +1,6 @@
-"""The course's bestmodel command line: `python main_bestmodel.py --mode train|predict ...` (see --help)."""
+"""main_bestmodel.py: the course's command line (`--mode train|predict ...`), or Hydra overrides; see --help."""
 
-from qd.cli import main
+from qd.main import main
 
 if __name__ == "__main__":
     main("bestmodel")

@@ -1,6 +1,6 @@
-"""The course's densenet command line: `python main_densenet.py --mode train|predict ...` (see --help)."""
+"""main_densenet.py: the course's command line (`--mode train|predict ...`), or Hydra overrides; see --help."""
 
-from qd.cli import main
+from qd.main import main
 
 if __name__ == "__main__":
     main("densenet")

@@ -1,5 +1,10 @@
-"""qd: train, sweep and ship small PyTorch classifiers for QuickDraw fruit doodles."""
+"""qd: train, sweep and ship small PyTorch classifiers for QuickDraw fruit doodles.
 
-CLASS_NAMES = ("apple", "banana", "grapes", "pineapple", "strawberry", "watermelon")
-N_CLASSES = len(CLASS_NAMES)
-IMAGE_SIDE = 28
+Layers, each a folder, each importing only those before it: core (what the grader's torch+numpy
+environment runs, and exactly what code.zip ships), datasets, experiment (Hydra and Optuna), deliver
+(promotion, code.zip, the report, the demo), bench (benchmarks; nothing imports them).
+"""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: main_<model>.py, conf/, sweeps/

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qd.data import REAL_SAMPLE
-from qd.synth import write_synthetic
+from qd.datasets.real import REAL_DIR
+from qd.datasets.synth import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +25,8 @@ def course_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def real_dir() -> Path:
-    if not (REAL_SAMPLE / "images.npy").exists():
-        pytest.skip(f"the shared real drawings are not here ({REAL_SAMPLE})")
-    return REAL_SAMPLE
+    """The real drawings vendored in the repository."""
+    return REAL_DIR
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -84,7 +83,7 @@ def swept(swept_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def submission(swept, swept_data) -> Path:
     """`swept`/submission, promoted once from `swept`/outputs; read-only, like `swept`."""
-    from qd.promote import promote
+    from qd.deliver.promote import promote
 
     promote([str(swept / "outputs")], swept / "submission", swept_data)
     return swept / "submission"
@@ -109,7 +108,7 @@ def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:
     """The frozen defaults of `model` on `data_dir`, with a short run."""
     import copy
 
-    from qd.defaults import DEFAULTS
+    from qd.core.defaults import DEFAULTS
 
     cfg = copy.deepcopy(DEFAULTS[model])
     cfg["data"]["dir"] = str(data_dir)

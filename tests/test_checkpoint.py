@@ -3,9 +3,9 @@ import os
 import pytest
 import torch
 
-from qd.checkpoint import load_model, read_checkpoint, save_checkpoint
-from qd.errors import QDError
-from qd.models import build_model
+from qd.core.checkpoint import load_model, read_checkpoint, save_checkpoint
+from qd.core.errors import QDError
+from qd.core.models import build_model
 
 
 @pytest.fixture

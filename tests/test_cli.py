@@ -1,5 +1,6 @@
 """The course command lines as subprocesses: run.sh end to end, required flags, bad input."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-STAMPED = re.compile(r"^\d{12}_(densenet|convnet|bestmodel)\.(pt|log)$")
+STAMPED = re.compile(r"^\d{12}_(densenet|convnet|bestmodel)\.(pt|log|json)$")
 
 
 @pytest.fixture
@@ -39,10 +40,24 @@ def test_run_sh_runs_top_to_bottom(workdir):
     models = sorted(p.name for p in (workdir / "model_files").iterdir())
     logs = sorted(p.name for p in (workdir / "log_files").iterdir())
     assert [m for m in models if not STAMPED.match(m)] == ["bestmodel.pt", "convnet.pt", "densenet.pt"]
-    assert len(models) == 6 and len(logs) == 3 and all(STAMPED.match(name) for name in logs)
+    assert len(models) == 9 and len(logs) == 3 and all(STAMPED.match(name) for name in logs)
     for log in (workdir / "log_files").iterdir():
         rows = log.read_text().splitlines()
         assert rows[0] == "step,train_loss,train_acc,dev_loss,dev_acc" and [r.split(",")[0] for r in rows[1:]] == ["20"]
+        # Each run's record lies beside its checkpoint, with the fields of a sweep job's metrics.json.
+        record = json.loads((workdir / "model_files" / f"{log.stem}.json").read_text())
+        assert record["state"] == "complete" and record["run"] == log.stem and record["steps"] == 20
+        assert record["best_dev_acc"] == pytest.approx(float(rows[1].split(",")[4]), abs=1e-6)
+        assert record["checkpoint"] == str(workdir.resolve() / "model_files" / f"{log.stem}.pt")
+        assert record["log"] == str(workdir.resolve() / "log_files" / log.name)
+        assert record["data_dir"] == str((workdir / "datasets").resolve())
+        assert {"train.batch_size=100", "train.steps=20", "data.dir=datasets"} <= set(record["overrides"])
+    stems = sorted(log.stem for log in (workdir / "log_files").iterdir())
+    listed = run_cli(["-m", "qd", "results", "model_files"], workdir)
+    assert listed.returncode == 0, listed.stderr
+    table, best = listed.stdout.split("\nbest: ")
+    assert sorted(re.findall(r"\d{12}_\w+", table)) == stems, "qd results lists run.sh's three trainings"
+    assert re.match(rf"\w+ run ({'|'.join(stems)}), dev accuracy 0\.\d{{4}}\n", best), best
     for name in ("densenet", "convnet", "best_model"):
         values = (workdir / f"{name}_predictions.csv").read_text().splitlines()
         assert len(values) == 600 and set(values) <= {str(c) for c in range(6)}

@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from qd.conf import CONF_DIR, DEFAULTS_FILE, compose_config, frozen_defaults_source
-from qd.defaults import DEFAULTS
+from qd.core.defaults import DEFAULTS
+from qd.experiment.conf import CONF_DIR, DEFAULTS_FILE, compose_config, frozen_defaults_source
 
 
 def test_frozen_defaults_match_conf():
@@ -24,7 +24,7 @@ def test_every_option_of_every_group_composes(group):
 
 
 def test_course_flags_and_overrides_give_the_same_config():
-    from qd.cli import course_config, course_parser
+    from qd.core.cli import course_config, course_parser
 
     args = course_parser("densenet").parse_args(
         ["--mode", "train", "--LR", "1e-3", "--bs", "64", "--epochs", "500", "--dataDir", "d", "--logDir", "l"]
@@ -41,5 +41,5 @@ def test_every_sweep_preset_composes_with_its_search_space(preset, model):
         cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == preset and sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
-    assert sweeper.custom_search_space == "qd.sweep.prepare_trial" and sweeper.max_failure_rate == 1.0
+    assert sweeper.custom_search_space == "qd.experiment.sweep.prepare_trial" and sweeper.max_failure_rate == 1.0
     assert "optimizer.lr" in sweeper.params

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from qd.data import FILES, ensure_data, load_split, standardise
-from qd.errors import QDError
+from qd.core.data import FILES, load_split, standardise
+from qd.core.errors import QDError
+from qd.datasets.prepare import ensure_data
 
 
 def test_standardise_gives_mean_0_variance_1_and_blank_images_stay_finite():
@@ -86,7 +87,7 @@ def test_missing_folder_lists_the_files_and_how_to_get_data(tmp_path):
         load_split(tmp_path / "datasets", "train")
     message = str(e.value)
     assert "missing fruit_images.npy, fruit_labels.npy" in message
-    assert "python -m qd.data synth" in message and "python -m qd.data fetch" in message
+    assert "python -m qd data synth" in message and "python -m qd data fetch" in message
 
 
 def test_ensure_data_builds_the_real_sample_once(real_dir, tmp_path):

@@ -67,7 +67,7 @@ def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
 
 
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
-    promote = ["-m", "qd.promote", "--data-dir", str(swept_data), str(swept / "outputs")]
+    promote = ["-m", "qd", "promote", "--data-dir", str(swept_data), str(swept / "outputs")]
     assert run_cli(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
     # More trials, trained longer, in this workdir's outputs/: the next promotion's winners differ.
@@ -91,15 +91,14 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
 
     # Kills at points of promotion's own making, and at fractions of its run time, whatever it does then.
     events = {"staging begun": staging(""), "first checkpoint staged": staging("densenet.pt"),
-              "code.zip staged, the swap next": staging("code.zip"), "a quarter in": after(0.25),
-              "halfway": after(0.5), "nine tenths in": after(0.9)}  # fmt: skip
+              "code.zip staged, the swap next": staging("code.zip"), "a fifth in": after(0.2),
+              "two fifths in": after(0.4), "three fifths in": after(0.6)}  # fmt: skip
     for event, happened in events.items():
         began = time.time()
         running = kill_when(start(promote, tmp_path), happened)
         assert running or event.startswith("code.zip"), f"promotion ended before {event}"
-        recovered = run_cli(
-            ["-c", "from pathlib import Path; from qd.promote import recover; recover(Path('submission'))"], tmp_path
-        )
+        recover = "from pathlib import Path; from qd.deliver.promote import recover; recover(Path('submission'))"
+        recovered = run_cli(["-c", recover], tmp_path)
         assert recovered.returncode == 0, recovered.stderr
         assert digest(tmp_path / "submission") in (old, new), f"killed at {event}: neither the old nor the new one"
         assert not list(tmp_path.glob(".submission.*")), f"killed at {event}: recover left a staging folder"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qd import CLASS_NAMES
-from qd.errors import QDError
-from qd.fetch import HEADER_PROBE_BYTES, build
+from qd.core.data import CLASS_NAMES
+from qd.core.errors import QDError
+from qd.datasets.fetch import HEADER_PROBE_BYTES, build
 
 ROWS = 150
 SIZES = (360, 72, 72)
@@ -151,9 +151,8 @@ def test_http_build_shapes_balance_checksums_and_bytes(tmp_path, bitmaps, server
     assert labels[:12].tolist() != sorted(labels[:12].tolist())  # shuffled, not class blocks
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["builder"] == "qd.fetch" and manifest["complete"] is True
-    assert manifest["source"] == server.url and manifest["seed"] == 7
-    assert manifest["sizes"] == {"train": 360, "dev": 72, "test": 72}
+    assert manifest["builder"] == "qd data fetch" and manifest["complete"] is True
+    assert manifest["settings"] == {"source": server.url, "seed": 7, "sizes": {"train": 360, "dev": 72, "test": 72}}
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
     assert sorted(manifest["files"]) == sorted(OUTPUTS[:-1])
@@ -318,14 +317,15 @@ def test_refuses_a_folder_with_a_users_course_files(tmp_path, server):
     out.mkdir()
     user_file = out / "fruit_images.npy"
     user_file.write_bytes(b"the user's own data")
-    with pytest.raises(QDError, match=rf"{re.escape(str(out))}: already holds course files"):
+    refused = rf"^{re.escape(str(out))}: holds course files \(fruit_images\.npy\) and no manifest"
+    with pytest.raises(QDError, match=refused):
         build(out, source=server.url, sizes=SIZES, progress=False)
     assert user_file.read_bytes() == b"the user's own data"
     assert sorted(p.name for p in out.iterdir()) == ["fruit_images.npy"]
     assert server.requests == []
 
     (out / "manifest.json").write_text('{"made_by": "someone else"}')
-    with pytest.raises(QDError, match=r"manifest\.json not written by qd fetch"):
+    with pytest.raises(QDError, match=r"holds a manifest\.json not written by qd data fetch; refusing to overwrite it"):
         build(out, source=server.url, sizes=SIZES, progress=False)
     assert user_file.read_bytes() == b"the user's own data"
 

@@ -3,9 +3,9 @@ import io
 import pytest
 import torch
 
-from qd.errors import QDError
-from qd.models import BestModel, TooSimpleConvNN, TwoLayerDenseNet, build_model
-from qd.train import checkpoint_bytes
+from qd.core.checkpoint import checkpoint_bytes
+from qd.core.errors import QDError
+from qd.core.models import BestModel, TooSimpleConvNN, TwoLayerDenseNet, build_model
 
 
 def test_densenet_has_the_course_parameter_counts():
@@ -32,7 +32,7 @@ def test_every_model_returns_n_by_6(model, shape):
 
 
 def test_bestmodel_default_checkpoint_fits_the_course_limit():
-    from qd.defaults import DEFAULTS
+    from qd.core.defaults import DEFAULTS
 
     cfg = DEFAULTS["bestmodel"]
     model = build_model(cfg["model"])

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from qd.bundle import CORE_MODULES, DELIVERABLES
-from qd.checkpoint import read_checkpoint, save_checkpoint
-from qd.errors import QDError
-from qd.models import build_model
-from qd.promote import promote
-from qd.results import collect
+from qd.core.checkpoint import read_checkpoint, save_checkpoint
+from qd.core.errors import QDError
+from qd.core.models import build_model
+from qd.deliver.bundle import DELIVERABLES, core_modules
+from qd.deliver.promote import promote
+from qd.experiment.results import collect
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept
         names = set(z.namelist())
     assert all("/" not in n for n in names)
     assert set(DELIVERABLES) | {"accuracies.py", "main_densenet.py", "main_convnet.py", "main_bestmodel.py"} <= names
-    assert names - set(DELIVERABLES) == {f"{'qd' if m == '__init__' else m}.py" for m in CORE_MODULES} | {
+    assert names - set(DELIVERABLES) == {p.name for p in core_modules()} | {
         "main_densenet.py", "main_convnet.py", "main_bestmodel.py"}  # fmt: skip
     assert not [n for n in names if n.endswith(".npy")]
 

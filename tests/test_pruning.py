@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from qd.errors import QDError
-from qd.sweep import make_pruner
+from qd.core.errors import QDError
+from qd.experiment.sweep import make_pruner
 
 
 def test_each_named_pruner_is_built_with_its_options():

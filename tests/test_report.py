@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import DEV_MAJORITY, TRAIN_MAJORITY, run_cli
-from qd import CLASS_NAMES
-from qd.checkpoint import load_model
-from qd.data import standardise
-from qd.predict import predict
+from qd.core.checkpoint import load_model
+from qd.core.data import CLASS_NAMES, standardise
+from qd.core.predict import predict
 
 FIGURES = {  # name: (width, height) in pixels
     "densenet-curves.png": (700, 420),
@@ -78,7 +77,7 @@ def perturbed(images: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 def test_report_answers_match_independent_sources_and_are_deterministic(swept, submission, swept_data, tmp_path):
-    args = ["-m", "qd.report", "--submission", str(submission), str(swept / "outputs")]
+    args = ["-m", "qd", "report", "--submission", str(submission), str(swept / "outputs")]
     result = run_cli([*args, "--out", str(tmp_path / "report")], tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "report"
@@ -160,7 +159,7 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
 
 def test_a_missing_submission_says_to_promote_first(tmp_path):
     for submission, named in ((tmp_path / "nothing", tmp_path / "nothing"), (tmp_path, tmp_path / "winners.json")):
-        result = run_cli(["-m", "qd.report", "--submission", str(submission), "--out", "report", "."], tmp_path)
+        result = run_cli(["-m", "qd", "report", "--submission", str(submission), "--out", "report", "."], tmp_path)
         assert result.returncode == 2
-        assert result.stderr == f"error: {named}: not found; run `python -m qd.promote --out {submission}` first\n"
+        assert result.stderr == f"error: {named}: not found; run `python -m qd promote --out {submission}` first\n"
     assert not (tmp_path / "report").exists()

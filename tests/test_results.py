@@ -1,8 +1,8 @@
-"""qd.results on sources that hold no trials."""
+"""qd results on sources that hold no trials."""
 
 import pytest
 
-from qd.results import main
+from qd.experiment.results import main
 
 
 def test_a_folder_without_trials_is_named(tmp_path, capsys):
@@ -10,4 +10,4 @@ def test_a_folder_without_trials_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "empty")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: no trials found (no metrics.json, no study)\n"
+    assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: no trials found (no job records, no study)\n"

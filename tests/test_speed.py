@@ -3,8 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from qd.data import load_split
-from qd.speed import (
+from qd.bench.speed import (
     ROWS,
     baseline_load,
     floor_table,
@@ -15,6 +14,7 @@ from qd.speed import (
     threads_table,
     write_checkpoints,
 )
+from qd.core.data import load_split
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli, study_trials, sweep_metrics
-from qd.results import collect, table
+from qd.experiment.results import collect, table
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +53,9 @@ def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
         assert trial.intermediate_values == pytest.approx(logged, abs=1e-6), "each evaluation reported to the study"
         assert trial.value == pytest.approx(max(logged.values()), abs=1e-6)
         assert Path(r["checkpoint"]).is_file() and r["state"] == "complete"
-    printed = run_cli(["-m", "qd.results", str(tmp_path / "outputs/sweeps")], tmp_path)
-    assert (
-        f"best: densenet densenet_lr trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}" in printed.stdout
-    )
+    printed = run_cli(["-m", "qd", "results", str(tmp_path / "outputs/sweeps")], tmp_path)
+    expected = f"best: densenet study densenet_lr trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}"
+    assert expected in printed.stdout
     served = dashboard_study(tmp_path / "outputs/sweeps/densenet_lr.db")
     assert served["name"] == "densenet_lr"
     assert [(t["number"], t["state"], t["values"]) for t in served["trials"]] == [
@@ -205,3 +205,16 @@ def test_the_pruner_stops_hopeless_trials_and_the_study_says_pruned(course_dir, 
         record = json.loads(Path(t.user_attrs["job_dir"], "metrics.json").read_text())
         assert record["state"] == "pruned" and record["reason"].startswith("pruned at step")
         assert max(t.intermediate_values) < 60
+
+
+def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_record(course_dir, tmp_path):
+    result = sweep(tmp_path, course_dir, "+sweep=bestmodel", "hydra.sweeper.n_trials=1", "model.width=choice(48)",
+                   "model.depth=choice(3)", model="bestmodel")  # fmt: skip
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
+    assert len(ours) == 1 and re.fullmatch(
+        r"sweep failed: all 1 trials failed \(model \{.*'width': 48, 'depth': 3.*\}: its checkpoint would be "
+        r"[\d,]+ bytes; bestmodel allows at most 1,000,000\)", ours[0]), ours  # fmt: skip
+    trial = study_trials(tmp_path, "bestmodel")[0]
+    assert trial.state.name == "FAIL" and trial.user_attrs["qd_outcome"] == "failed"
+    assert sweep_metrics(tmp_path) == [], "a job refused before training writes no record"

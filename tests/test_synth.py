@@ -1,13 +1,15 @@
 """The embedded synthetic data set: rendering, determinism, balance and the no-overwrite rule."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from qd import IMAGE_SIDE, N_CLASSES
-from qd.errors import QDError
-from qd.synth import GENERATOR, MARKER, render, write_synthetic
+from qd.core.data import IMAGE_SIDE, N_CLASSES
+from qd.core.errors import QDError
+from qd.datasets.folders import MANIFEST
+from qd.datasets.synth import BUILDER, render, write_synthetic
 
 SMALL = (600, 120, 120)
 FILES = (
@@ -65,7 +67,7 @@ def test_write_is_deterministic_per_seed(small_set, tmp_path):
 
 
 def test_splits_are_shaped_balanced_and_shuffled(small_set):
-    assert sorted(p.name for p in small_set.iterdir()) == sorted([*FILES, MARKER])
+    assert sorted(p.name for p in small_set.iterdir()) == sorted([*FILES, MANIFEST])
     for size, images_name, labels_name in zip(SMALL, FILES[::2], [*FILES[1::2], None], strict=True):
         images = np.load(small_set / images_name, allow_pickle=False)
         assert images.shape == (size, IMAGE_SIDE, IMAGE_SIDE) and images.dtype == np.uint8
@@ -74,10 +76,11 @@ def test_splits_are_shaped_balanced_and_shuffled(small_set):
             assert labels.shape == (size,) and labels.dtype == np.int64
             assert np.bincount(labels, minlength=N_CLASSES).tolist() == [size // N_CLASSES] * N_CLASSES
             assert (np.diff(labels) != 0).mean() > 0.5  # shuffled, not grouped by class
-    marker = json.loads((small_set / MARKER).read_text())
-    assert marker["generator"] == GENERATOR and isinstance(marker["format_version"], int)
-    assert marker["seed"] == 3 and marker["sizes"] == list(SMALL)
-    assert sorted(marker["files"]) == sorted(FILES)
+    manifest = json.loads((small_set / MANIFEST).read_text())
+    assert manifest["builder"] == BUILDER == "qd data synth" and manifest["complete"] is True
+    assert manifest["settings"] == {"seed": 3, "sizes": dict(zip(("train", "dev", "test"), SMALL, strict=True)),
+                                    "format_version": 1}  # fmt: skip
+    assert sorted(manifest["files"]) == sorted(FILES)
 
 
 def test_refuses_to_overwrite_course_files(tmp_path):
@@ -86,9 +89,10 @@ def test_refuses_to_overwrite_course_files(tmp_path):
     before = course.read_bytes()
     with pytest.raises(QDError) as error:
         write_synthetic(tmp_path, sizes=SMALL)
-    message = str(error.value)
-    assert str(tmp_path) in message and "holds course files" in message
-    assert "will not be overwritten" in message and "\n" not in message
+    assert str(error.value) == (
+        f"{tmp_path}: holds course files (fruit_images.npy) and no manifest.json; refusing to overwrite them, "
+        "choose another folder"
+    )
     assert course.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["fruit_images.npy"]
 
@@ -108,8 +112,8 @@ def test_marked_folder_is_regenerated_for_new_settings_or_after_an_interrupted_r
     out = write_synthetic(tmp_path / "data", seed=4, sizes=SMALL)
     write_synthetic(out, seed=3, sizes=SMALL)
     assert _contents(out) == _contents(small_set)
-    # An interrupted run leaves a marker without checksums beside partial files: redo, don't refuse.
-    (out / MARKER).write_text(json.dumps({"generator": GENERATOR, "files": {}}))
+    # An interrupted run leaves a manifest marked incomplete beside partial files: redo, don't refuse.
+    (out / MANIFEST).write_text(json.dumps({"builder": BUILDER, "complete": False}))
     (out / "fruit_test_images.npy").unlink()
     write_synthetic(out, seed=3, sizes=SMALL)
     assert _contents(out) == _contents(small_set)
@@ -117,7 +121,7 @@ def test_marked_folder_is_regenerated_for_new_settings_or_after_an_interrupted_r
 
 @pytest.mark.parametrize("sizes", [(600, 121, 120), (600, 120, 0), (-6, 120, 120)])
 def test_sizes_must_be_positive_multiples_of_six(tmp_path, sizes):
-    bad = next(size for size in sizes if size <= 0 or size % N_CLASSES)
-    with pytest.raises(QDError, match=f"size {bad}"):
+    expected = f"--sizes {sizes}: expected three positive multiples of 6 (train, dev, test)"
+    with pytest.raises(QDError, match=f"^{re.escape(expected)}$"):
         write_synthetic(tmp_path / "data", sizes=sizes)
     assert not (tmp_path / "data").exists()

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from qd.accuracies import accuracy, approx_train_acc_and_loss, dev_acc_and_loss
-from qd.checkpoint import load_model
-from qd.data import load_split
-from qd.errors import QDError
-from qd.train import LOG_HEADER, Diverged, build_optimizer, build_scheduler, train
+from qd.core.accuracies import accuracy, approx_train_acc_and_loss, dev_acc_and_loss
+from qd.core.checkpoint import load_model
+from qd.core.data import load_split
+from qd.core.errors import QDError
+from qd.core.train import LOG_HEADER, Diverged, build_optimizer, build_scheduler, train
 
 
 def _run(tmp_path, cfg, name="run"):
@@ -147,7 +147,7 @@ def test_an_oversized_bestmodel_is_refused_before_training(course_dir, tmp_path)
 
 
 def test_optimizers_build_from_their_target(course_dir):
-    from qd.conf import compose_config
+    from qd.experiment.conf import compose_config
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     for name, cls in [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]:

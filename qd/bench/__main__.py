@@ -1,0 +1,23 @@
+"""`python -m qd.bench accuracy|speed|pruning [options]` (each with its own --help)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "accuracy": ("qd.bench.accuracy", "k-fold cross-validated accuracy, CPU time and checkpoint size, real drawings"),
+    "speed": ("qd.bench.speed", "speed and peak memory against the course starter"),
+    "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
+}
+
+argv = sys.argv[1:]
+if not argv or argv[0] in ("-h", "--help"):
+    print("usage: python -m qd.bench <benchmark> [options]\n\nbenchmarks:")
+    print("\n".join(f"  {name:<9} {about}" for name, (_, about) in BENCHMARKS.items()))
+elif argv[0] not in BENCHMARKS:
+    print(f"error: python -m qd.bench: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}",
+          file=sys.stderr)  # fmt: skip
+    raise SystemExit(2)
+else:
+    importlib.import_module(BENCHMARKS[argv[0]][0]).main(argv[1:])

@@ -1,0 +1,80 @@
+"""Does pruning pay? The same sweep with and without the median pruner, best accuracy and CPU time.
+
+    python -m qd.bench pruning --trials 20 --steps 150 --data real_sample
+
+Both sweeps run the `bestmodel` preset from the same sampler seed, each in a fresh study, as
+subprocesses; CPU time is that of the sweep process and all its children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+
+from qd import ROOT
+
+TARGET_CPU_RATIO, TARGET_ACC_GAP = 0.60, 0.005
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_sweep(workdir: Path, args: argparse.Namespace, pruning: str) -> dict:
+    """One sweep; returns its best dev accuracy, CPU seconds and trial states."""
+    storage = f"sqlite:///{workdir}/bench.db"
+    command = [
+        sys.executable, str(ROOT / f"main_{args.model}.py"), f"+sweep={args.model}", f"data={args.data}",
+        f"hydra.sweeper.n_trials={args.trials}", f"train.steps={args.steps}", f"train.eval_every={args.eval_every}",
+        f"hydra.sweeper.study_name={pruning}", f"hydra.sweeper.storage={storage}", f"pruning.name={pruning}",
+        f"hydra.sweep.dir={workdir}/{pruning}", f"hydra.sweeper.sampler.seed={args.seed}",
+    ]  # fmt: skip
+    if pruning == "median":
+        command += [f"++pruning.n_startup_trials={args.startup}", f"++pruning.n_warmup_steps={args.warmup}"]
+    before = children_cpu()
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    cpu = children_cpu() - before
+    study = optuna.load_study(study_name=pruning, storage=storage)
+    states = [t.state.name for t in study.trials]
+    return {
+        "best": study.best_value,
+        "cpu": cpu,
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "failed": states.count("FAIL"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m qd.bench pruning", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="bestmodel", choices=["densenet", "convnet", "bestmodel"])
+    parser.add_argument("--data", default="real_sample", help="a data config: course, synthetic, real_sample")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--eval-every", type=int, default=15)
+    parser.add_argument("--startup", type=int, default=5, help="trials the median pruner lets finish first")
+    parser.add_argument("--warmup", type=int, default=45, help="steps before a trial may be pruned")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="qd-pruning-") as tmp:
+        runs = {mode: run_sweep(Path(tmp), args, mode) for mode in ("none", "median")}
+    print(f"{args.trials}-trial {args.model} sweep, {args.steps} steps a trial, data={args.data}, seed {args.seed}\n")
+    print("| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for mode, r in runs.items():
+        ratio = r["cpu"] / runs["none"]["cpu"]
+        print(f"| {mode} | {r['complete']} | {r['pruned']} | {r['failed']} | {r['best']:.4f} | {r['cpu']:.0f} "
+              f"| {ratio:.2f} |")  # fmt: skip
+    gap = runs["none"]["best"] - runs["median"]["best"]
+    ratio = runs["median"]["cpu"] / runs["none"]["cpu"]
+    ok = gap <= TARGET_ACC_GAP and ratio <= TARGET_CPU_RATIO
+    print(f"\nbest accuracy {100 * gap:+.2f} points behind, CPU ratio {ratio:.2f}: "
+          f"{'meets' if ok else 'misses'} the target (within 0.5 points in at most 60% of the CPU time)")  # fmt: skip
+

@@ -1,0 +1,31 @@
+"""The one error type qd shows to users (a one-line message, exit status 2), and how a job ends early."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+
+class QDError(Exception):
+    """Bad input or a refused operation; the message names the file or flag and what was expected."""
+
+
+class Pruned(Exception):
+    """Raised from an evaluation callback to stop a hopeless job (a sweep's pruner)."""
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Turn a QDError into `error: <message>` on stderr and exit status 2, like argparse."""
+    try:
+        yield
+    except QDError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error; the exception type too, unless it is a qd error (already plain words)."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    return text if isinstance(error, QDError) else f"{type(error).__name__}: {text}".rstrip(": ")

@@ -1,0 +1,52 @@
+"""The one job runner, for course flags and Hydra jobs alike: train, then leave the run's record.
+
+The record (a Hydra job's `metrics.json`, a course run's `model_files/<stem>.json`) holds what identifies
+the run, its outcome (complete, pruned or failed, with the reason) and its metrics. A job refused before
+training starts (bad data or settings) writes nothing; every job that started leaves its record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qd.core.errors import Pruned, one_line
+from qd.core.fsutil import atomic_write_text
+
+RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
+
+
+def run_job(
+    cfg: dict,
+    log: Path,
+    checkpoint: Path,
+    record: Path,
+    info: dict,
+    on_eval: Callable[[dict], None] | None = None,
+    workers: int = 1,
+) -> dict:
+    """Train the job `cfg` describes into `log` and `checkpoint`; write its record, `info` included, to `record`."""
+    from qd.core.runtime import peak_rss_mb  # here: readers of records (qd results) need not import torch
+    from qd.core.train import train
+
+    log, checkpoint = Path(log).resolve(), Path(checkpoint).resolve()  # records name files wherever they are read
+    data_dir = str(Path(cfg["data"]["dir"]).resolve())
+    fields = {"format": RECORD_FORMAT, "model": cfg["model"]["name"], "data_dir": data_dir, **info}
+    fields.update(pid=os.getpid(), started=time.time())
+    try:
+        fields.update(train(cfg, log, checkpoint, on_eval=on_eval, workers=workers), state="complete")
+        return fields
+    except Pruned as e:
+        fields.update(state="pruned", reason=str(e))
+        raise
+    except BaseException as e:
+        fields.update(state="failed", reason=one_line(e))
+        raise
+    finally:
+        if log.exists():  # training started
+            fields.update(finished=time.time(), peak_rss_mb=peak_rss_mb())
+            fields["wall_time_s"] = fields["finished"] - fields["started"]
+            atomic_write_text(record, json.dumps(fields, indent=2, default=str) + "\n")

@@ -1,0 +1,75 @@
+"""Where training runs: the device, the CPU threads and memory settings, and the process's peak memory."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+import time
+
+import torch
+
+from qd.core.errors import QDError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`train.device`: auto (CUDA when present), cpu or cuda."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise QDError("train.device=cuda: no CUDA device is available; use auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise QDError(f"train.device: got {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def busy_cores(seconds: float = 0.1) -> float:
+    """How many cores other processes kept busy while this one slept `seconds` (0.0 without /proc/stat)."""
+
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:8]]
+        return ticks[3] + ticks[4], sum(ticks)
+
+    try:
+        idle, total = idle_and_total()
+        time.sleep(seconds)
+        idle2, total2 = idle_and_total()
+    except OSError:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle2 - idle) / max(1, total2 - total))
+
+
+def auto_threads(workers: int = 1) -> int:
+    """OMP_NUM_THREADS if set, else the idle cores divided among `workers` parallel workers; at least 1.
+
+    A second torch thread on a core that another process keeps busy spin-waits: under load the course's
+    models trained 2-8 times slower on 2 threads than on 1 (`python -m qd.bench speed` measures it).
+    """
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0))
+    share = cores // max(1, workers)
+    return 1 if share <= 1 else max(1, min(share, int(cores - busy_cores() + 0.25)))
+
+
+def configure_cpu(threads: int = 0, workers: int = 1) -> int:
+    """Use `threads` torch threads (0: auto_threads(workers)) and let glibc reuse freed memory; return the threads.
+
+    Each step frees and reallocates the same activations; when glibc hands them back to the system, every
+    page faults in again (about 1,900 faults a convnet step, a quarter of its time). Blocks up to 32 MiB,
+    glibc's largest threshold, are kept for reuse instead.
+    """
+    torch.set_num_threads(threads or auto_threads(workers))
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    if mallopt:
+        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    return torch.get_num_threads()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (getrusage counts KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024

@@ -1,0 +1,302 @@
+"""Training: `fit` trains a model on tensors and returns it with its history; `train` is fit on a data folder,
+writing the course's CSV log and the checkpoint.
+
+The config is a plain nested dict (see conf/ and qd/core/defaults.py): model, optimizer, scheduler,
+augmentation, data and train sections.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from qd.core.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
+from qd.core.augment import augment, is_active
+from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
+from qd.core.data import Split, load_split, require_files
+from qd.core.errors import QDError
+from qd.core.models import build_model, count_parameters
+from qd.core.runtime import configure_cpu, resolve_device
+
+LOG_COLUMNS = ("step", "train_loss", "train_acc", "dev_loss", "dev_acc")
+LOG_HEADER = ",".join(LOG_COLUMNS)
+# Config keys as the course command line spells them, for error messages.
+COURSE_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
+Row = dict[str, float]  # one evaluation: LOG_COLUMNS -> value
+
+
+class Diverged(QDError):
+    """The loss became NaN or infinite."""
+
+
+def flag(key: str) -> str:
+    """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
+    return f"{COURSE_FLAGS[key]} ({key})" if key in COURSE_FLAGS else key
+
+
+def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
+    """Build `cfg["_target_"](params, **options)`: what hydra.utils.instantiate does, without Hydra."""
+    module, _, name = cfg["_target_"].rpartition(".")
+    options = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    try:
+        return getattr(importlib.import_module(module), name)(params, **options)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise QDError(f"optimizer {cfg['_target_']}: bad options {options}: {e}") from None
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, steps: int):
+    name = cfg.get("name", "none")
+    if name == "none":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if name == "onecycle":
+        lr = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=cfg["pct_start"])
+    raise QDError(f"scheduler.name: got {name!r}; expected none, cosine or onecycle")
+
+
+def check_config(cfg: dict, n_train: int) -> None:
+    """Refuse settings that cannot train, naming the flag."""
+    lr, bs, steps = cfg["optimizer"]["lr"], cfg["train"]["batch_size"], cfg["train"]["steps"]
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise QDError(f"{flag('optimizer.lr')}: got {lr}; expected a positive learning rate")
+    if not (isinstance(bs, int) and 0 < bs <= n_train):
+        raise QDError(
+            f"{flag('train.batch_size')}: got {bs}; expected a whole number from 1 to {n_train} (training images)"
+        )
+    if not (isinstance(steps, int) and steps > 0):
+        raise QDError(f"{flag('train.steps')}: got {steps}; expected a positive number of optimisation steps")
+    if not (isinstance(ema := cfg["train"]["ema"], (int, float)) and 0 <= ema < 1):
+        raise QDError(f"train.ema: got {ema}; expected 0 (off) or a decay from 0 to 1, such as 0.998")
+
+
+def averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """A moving average of `model`'s weights and buffers, the decay per step warming up to `decay`.
+
+    The warm-up, min(decay, (1 + n) / (10 + n)) after n updates, keeps a short run's average from
+    being dominated by its first, untrained weights.
+    """
+
+    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = int(n_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        for average, current in zip(averages, currents, strict=True):
+            if average.is_floating_point():
+                average.lerp_(current, weight)
+            else:  # batch-norm's step counter
+                average.copy_(current)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def rounded_to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with its floating-point tensors rounded to float16 values (kept in float32)."""
+    return {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.last = label, total, 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, step: int, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last > 0.2):
+            self.last = now
+            print(f"\r[{self.label}] step {step}/{self.total} {text}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+@dataclass
+class Fit:
+    """What `fit` returns: the kept model (the evaluation of best dev accuracy) and every evaluation's row."""
+
+    model: nn.Module
+    history: list[Row]
+    best_step: int
+    best_dev_acc: float
+    train_time_s: float  # the optimisation and its evaluations, not the callbacks
+
+
+def new_model(cfg: dict) -> nn.Module:
+    """The model `cfg` describes, refused before training when its checkpoint would pass the course's limit."""
+    model = build_model(cfg["model"])
+    name, limit = cfg["model"]["name"], LIMITS.get(cfg["model"]["name"])
+    if limit and (size := checkpoint_bytes(model, cfg["model"], cfg["train"]["half_storage"])) > limit:
+        raise QDError(f"model {cfg['model']}: its checkpoint would be {size:,} bytes; {name} allows at most {limit:,}")
+    return model
+
+
+def fit(
+    cfg: dict,
+    train_split: Split,
+    dev: Split,
+    on_start: Callable[[], None] | None = None,
+    on_eval: Callable[[Row], None] | None = None,
+    workers: int = 1,
+) -> Fit:
+    """Train the model `cfg` describes on `train_split`, evaluating on `dev` every train.eval_every steps.
+
+    Settings that cannot train are refused (QDError) before anything else; then `on_start()` is called.
+    `on_eval(row)` follows each evaluation (a sweep reports to Optuna there and may raise Pruned). `workers`
+    parallel jobs share this machine's cores.
+    """
+    tcfg = cfg["train"]
+    check_config(cfg, len(train_split.x))
+    device = resolve_device(tcfg["device"])
+    configure_cpu(tcfg["threads"], workers)
+    torch.manual_seed(tcfg["seed"])
+    batch_gen, eval_gen, aug_gen = (torch.Generator().manual_seed(tcfg["seed"] + i) for i in range(3))
+    model = new_model(cfg).to(device)
+    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
+    # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
+    scored = averaged(model, tcfg["ema"]) if tcfg["ema"] else model
+    kept = getattr(scored, "module", scored)  # the averaged model's own network, or the model itself
+    # With train.half_storage, evaluations score the weights as the checkpoint will store them.
+    half = tcfg["half_storage"]
+    evaluated = copy.deepcopy(kept) if half else kept
+    steps, bs = tcfg["steps"], tcfg["batch_size"]
+    scheduler = build_scheduler(cfg["scheduler"], optimizer, steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg["label_smoothing"])
+    x, y = train_split.x.to(device), train_split.y.to(device)
+    dev_x, dev_y = dev.x.to(device), dev.y.to(device)
+    aug_cfg = cfg["augmentation"] if is_active(cfg["augmentation"]) else None
+    if on_start:
+        on_start()
+
+    best = {"dev_acc": -1.0, "step": 0, "state": None}
+    history: list[Row] = []
+    order, cursor = torch.randperm(len(x), generator=batch_gen), 0
+    model.train()
+    start, in_callback = time.perf_counter(), 0.0
+    progress = Progress(cfg["model"]["name"], steps)
+    try:
+        for step in range(1, steps + 1):
+            if cursor + bs > len(order):
+                order, cursor = torch.randperm(len(x), generator=batch_gen), 0
+            idx = order[cursor : cursor + bs].to(device)
+            cursor += bs
+            xb = x.index_select(0, idx)  # faster than x[idx] on the CPU
+            if aug_cfg:
+                xb = augment(xb, aug_cfg, aug_gen)
+            loss = loss_fn(model(xb), y.index_select(0, idx))
+            if not torch.isfinite(loss):
+                raise Diverged(
+                    f"training diverged at step {step} (loss {loss.item()}); try a smaller {flag('optimizer.lr')}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            if scored is not model:
+                scored.update_parameters(model)
+            if step % tcfg["eval_every"] == 0 or step == steps:
+                if half:
+                    evaluated.load_state_dict(rounded_to_half(kept.state_dict()))
+                train_acc, train_loss = approx_train_acc_and_loss(evaluated, x, y, generator=eval_gen)
+                dev_acc, dev_loss = dev_acc_and_loss(evaluated, dev_x, dev_y)
+                history.append(dict(zip(LOG_COLUMNS, (step, train_loss, train_acc, dev_loss, dev_acc), strict=True)))
+                if dev_acc > best["dev_acc"]:
+                    state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+                    best = {"dev_acc": dev_acc, "step": step, "state": state}
+                progress.update(
+                    step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True
+                )
+                if on_eval:
+                    called = time.perf_counter()
+                    on_eval(history[-1])
+                    in_callback += time.perf_counter() - called
+            elif progress.enabled:  # loss.item() waits for the step: only when there is a display
+                progress.update(step, f"loss {loss.item():.3f}")
+    finally:
+        progress.close()
+    train_time = time.perf_counter() - start - in_callback
+    model.load_state_dict(best["state"])
+    return Fit(model, history, best["step"], best["dev_acc"], train_time)
+
+
+def checkpoint_meta(cfg: dict, result: Fit) -> dict:
+    """What a checkpoint records of the run that made it."""
+    return {
+        "steps": cfg["train"]["steps"],
+        "best_step": result.best_step,
+        "dev_acc": result.best_dev_acc,
+        "seed": cfg["train"]["seed"],
+        "config": cfg,
+        "versions": {"torch": str(torch.__version__), "numpy": np.__version__},
+    }
+
+
+class CsvLog:
+    """The course's CSV log: created when training starts (a refused run leaves none), a whole row at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path, self.file = Path(path), None
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", buffering=1)
+        self.file.write(LOG_HEADER + "\n")
+
+    def write(self, row: Row) -> None:
+        self.file.write(f"{row['step']}," + ",".join(f"{row[c]:.6f}" for c in LOG_COLUMNS[1:]) + "\n")
+
+    def __enter__(self) -> CsvLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.file:
+            self.file.close()
+
+
+def train(
+    cfg: dict,
+    log_path: str | os.PathLike,
+    checkpoint_path: str | os.PathLike,
+    on_eval: Callable[[Row], None] | None = None,
+    workers: int = 1,
+) -> dict:
+    """`fit` on the data folder cfg names; write its CSV log and, at the end and atomically, the checkpoint of
+    the kept model; return the run's metrics."""
+    data_dir = Path(cfg["data"]["dir"])
+    require_files(data_dir, ("train", "dev"))
+    train_split, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
+    with CsvLog(log_path) as log:
+
+        def evaluated(row: Row) -> None:
+            log.write(row)
+            if on_eval:
+                on_eval(row)
+
+        result = fit(cfg, train_split, dev, on_start=log.start, on_eval=evaluated, workers=workers)
+    meta = checkpoint_meta(cfg, result)
+    size = save_checkpoint(checkpoint_path, result.model, cfg["model"], meta, half=cfg["train"]["half_storage"])
+    return {
+        "best_dev_acc": result.best_dev_acc,
+        "best_step": result.best_step,
+        "final_dev_acc": result.history[-1]["dev_acc"],
+        "steps": cfg["train"]["steps"],
+        "train_time_s": result.train_time_s,
+        "param_count": count_parameters(result.model),
+        "checkpoint_bytes": size,
+        "checkpoint": str(checkpoint_path),
+        "log": str(log_path),
+    }

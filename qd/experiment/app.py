@@ -1,0 +1,93 @@
+"""The Hydra layer of main_<model>.py: overrides, --cfg/--info/--help, and multirun sweeps.
+
+Every job (a single run or a sweep trial) that starts training leaves in its Hydra output folder
+`<model>.log`, `<model>.pt` when it completes, and `metrics.json`, its record, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from qd.core.errors import QDError, exit_on_user_error
+from qd.experiment.conf import CONF_DIR
+
+# torch (qd.core.job) and optuna (qd.experiment.sweep) are imported where they are needed: a sweep's
+# main process with a parallel launcher never trains, and a single run never opens a study.
+
+# `${qd_run_id:}`: one id per invocation (its start and process id), so that run and sweep folders never
+# collide. Resolved once, in the invoking process; the value travels in the config's resolver cache to every
+# job, also in worker processes (Hydra copies the cache into each job's config), never through the environment.
+OmegaConf.register_new_resolver(
+    "qd_run_id", lambda: f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}", use_cache=True, replace=True
+)
+
+
+INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
+
+
+def run_hydra(model: str, argv: list[str]) -> None:
+    """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags)."""
+    if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
+        with exit_on_user_error():
+            cfg = compose_checked(model, argv)
+            if is_optuna_sweep(cfg.hydra, argv) and cfg.hydra.sweeper.storage:
+                from qd.experiment.sweep import resume_overrides
+
+                argv = argv + resume_overrides(cfg.hydra.sweeper, cfg.resume.unclaimed_after_s)
+    sys.argv = [f"main_{model}.py", *argv]
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+
+
+def compose_checked(model: str, argv: list[str]) -> DictConfig:
+    """The config, `hydra` node included, that `argv` composes to; a bad override is one line naming it (QDError)."""
+    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=model, overrides=overrides, return_hydra_config=True)
+    except HydraException as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
+        options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
+        detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
+        raise QDError(f"bad override: {lines[0]}; {detail}") from None
+
+
+def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN or any(a in ("-m", "--multirun") for a in argv)
+    return multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower()
+
+
+def task(cfg: DictConfig) -> float:
+    """The Hydra task: train one job; a sweep trial reports to its Optuna study."""
+    from qd.core.job import run_job
+    from qd.datasets.prepare import ensure_data
+
+    hc = HydraConfig.get()
+    job_cfg = OmegaConf.to_container(cfg, resolve=True)
+    out, model = Path(hc.runtime.output_dir), job_cfg["model"]["name"]
+    files = {"log": out / f"{model}.log", "checkpoint": out / f"{model}.pt", "record": out / "metrics.json"}
+    info = {"job_dir": str(out.resolve()), "overrides": list(hc.overrides.task)}
+    n_jobs = hc.launcher.get("n_jobs")  # the joblib launcher's parallel workers share this machine's cores
+    workers = (n_jobs if n_jobs > 0 else os.cpu_count() or 1) if n_jobs else 1
+    if hc.mode == RunMode.MULTIRUN:
+        from qd.experiment.sweep import SweepTrial
+
+        with SweepTrial(hc, job_cfg.get("pruning")) as trial:
+            ensure_data(job_cfg["data"])
+            record = run_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
+            return record["best_dev_acc"]
+    with exit_on_user_error():
+        ensure_data(job_cfg["data"])
+        return run_job(job_cfg, **files, info=info, workers=workers)["best_dev_acc"]

@@ -1,0 +1,194 @@
+"""What qd adds to the Hydra Optuna sweeper: trial<->job mapping, pruning, honest states, resuming.
+
+The sweeper (hydra-optuna-sweeper 1.3) never hands the Optuna trial to the job. qd's
+`prepare_trial`, set as the sweeper's `custom_search_space`, runs in the sweeping process for every
+trial before its job starts: it records the job's folder on the trial, adds the conditional search
+space of the preset, and makes the study record a pruned job as PRUNED rather than FAIL. The job
+(`SweepTrial`) then opens the study through its storage, finds its own trial by that folder, reports
+its learning curve there and, when it ends early, how and why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from qd.core.errors import Pruned, QDError, one_line
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended.
+JOB_DIR, WORKER, OUTCOME, REASON = "job_dir", "worker", "qd_outcome", "qd_reason"
+_job_numbers = itertools.count()
+
+
+class SweepFailed(Exception):
+    """Every trial of the sweep failed; Hydra prints this message alone (see CompactHydraException)."""
+
+
+def _compact(error: SweepFailed) -> Exception:
+    from hydra.errors import CompactHydraException
+
+    return CompactHydraException(str(error))
+
+
+def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
+    """The sweeper's custom_search_space hook: called once per trial, in job order, before launch."""
+    job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
+    trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
+    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
+    conditional = cfg.get("search", {}).get("conditional")
+    if conditional:
+        for name, spec in OmegaConf.to_container(conditional).items():
+            if trial.params.get(spec["when"]["key"]) in spec["when"]["values"]:
+                _suggest(trial, name, spec)
+    _record_prunes_honestly(trial.study, int(cfg.hydra.sweeper.n_trials), str(cfg.hydra.sweeper.storage))
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: dict) -> None:
+    if "choices" in spec:
+        trial.suggest_categorical(name, spec["choices"])
+    elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+        trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+    else:
+        trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+
+
+def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) -> None:
+    """Wrap the sweeper's study.tell: a job that stopped as pruned becomes PRUNED, not FAIL.
+
+    The job's outcome is read from the trial's attributes, which the job set through its own connection
+    to `storage` (the sweeper's cached storage does not see them). When the last trial of this invocation
+    is told and none completed, raise one clear line instead of the sweeper's "No trials are completed yet".
+    """
+    if hasattr(study, "_qd_told"):
+        return
+    tell, study._qd_told = study.tell, []
+    uncached = optuna.storages.RDBStorage(storage)
+
+    def honest_tell(trial, state=None, values=None, **kwargs):
+        reason = ""
+        if state == TrialState.FAIL:
+            attrs = uncached.get_trial_user_attrs(trial._trial_id)
+            reason = attrs.get(REASON, "the job ended without saying why")
+            if attrs.get(OUTCOME) == "pruned":
+                state = TrialState.PRUNED
+        result = tell(trial, state=state, values=values, **kwargs)
+        study._qd_told.append((state, reason))
+        if len(study._qd_told) == n_trials and all(s == TrialState.FAIL for s, _ in study._qd_told):
+            reasons = "; ".join(sorted({r for _, r in study._qd_told}))
+            raise _compact(SweepFailed(f"sweep failed: all {n_trials} trials failed ({reasons})"))
+        return result
+
+    study.tell = honest_tell
+
+
+def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
+    """From the preset's `pruning` section: none, median or halving (successive halving)."""
+    cfg = dict(cfg or {"name": "none"})
+    name = cfg.pop("name")
+    if name == "median":
+        return optuna.pruners.MedianPruner(**cfg)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**cfg)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise QDError(f"pruning.name: got {name!r}; expected none, median or halving")
+
+
+def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
+    """The running trial of this job, found in the study by the job's folder."""
+    study = optuna.load_study(study_name=hc.sweeper.study_name, storage=hc.sweeper.storage, pruner=pruner)
+    job_dir = str(Path(hc.runtime.output_dir).resolve())
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get(JOB_DIR) == job_dir:
+            trial = optuna.trial.Trial(study, t._trial_id)
+            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            return trial
+    raise QDError(f"{job_dir}: no running trial of study {study.study_name} belongs to this job")
+
+
+class SweepTrial:
+    """This job's running trial: its learning curve goes to the study, and how the job ended early (failed or
+    pruned, and why) to the trial's attributes, where the sweeping process reads it."""
+
+    def __init__(self, hc: DictConfig, pruning: dict | None) -> None:
+        pruner = make_pruner(pruning)
+        self.trial = attach_trial(hc, pruner)
+        self.prunes = not isinstance(pruner, optuna.pruners.NopPruner)  # should_prune() reads the storage
+        self.info = {"study": hc.sweeper.study_name, "trial": self.trial.number, "params": self.trial.params}
+
+    def on_eval(self, row: dict) -> None:
+        self.trial.report(row["dev_acc"], row["step"])
+        if self.prunes and self.trial.should_prune():
+            raise Pruned(f"pruned at step {row['step']} with dev accuracy {row['dev_acc']:.4f}")
+
+    def __enter__(self) -> SweepTrial:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
+        if error is not None:
+            self.trial.set_user_attr(OUTCOME, "pruned" if isinstance(error, Pruned) else "failed")
+            self.trial.set_user_attr(REASON, one_line(error))
+
+
+def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
+    """Make `hydra.sweeper.n_trials` count the study's total, so a rerun resumes rather than adds.
+
+    Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
+    to run, say so and exit.
+    """
+    study = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
+    _fail_dead_trials(study, unclaimed_after_s)
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state.is_finished() for t in trials)
+    remaining = int(sweeper.n_trials) - len(trials)  # trials still running elsewhere count too
+    if remaining <= 0:
+        print(f"study {sweeper.study_name} already holds {len(trials)} trials of {sweeper.n_trials}; nothing to run")
+        raise SystemExit(0)
+    running = f", {len(trials) - done} running elsewhere" if len(trials) > done else ""
+    print(f"resuming study {sweeper.study_name}: {done} finished trials kept{running}, {remaining} to run")
+    return [f"hydra.sweeper.n_trials={remaining}"]
+
+
+def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> optuna.Study:
+    """Create or load the study before the sweeper does.
+
+    Optuna 2.10 creates its tables and the study without guarding against a second worker doing the
+    same at the same moment (PostgreSQL then refuses a duplicate type or row): retry, and the loser
+    finds what the winner created.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(attempts - 1):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+        except SQLAlchemyError:
+            time.sleep(0.2 + random.random())
+    return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+
+
+def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
+    """Mark FAIL the RUNNING trials whose process on this host is gone.
+
+    A trial the sweeper asked for but had not yet tagged with its process when killed has no
+    worker; after `grace` seconds (the preset's resume.unclaimed_after_s) it is taken as abandoned too.
+    """
+    host, now = socket.gethostname(), datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
+        dead = worker_host == host and pid and not Path(f"/proc/{pid}").exists()
+        untagged = not pid and (now - t.datetime_start).total_seconds() > grace
+        if dead or untagged:
+            optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, "interrupted (its process died)")
+            study.tell(t.number, state=TrialState.FAIL)
