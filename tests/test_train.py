@@ -1,5 +1,6 @@
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from qd.core.accuracies import accuracy, approx_train_acc_and_loss, dev_acc_and_
 from qd.core.checkpoint import load_model
 from qd.core.data import load_split
 from qd.core.errors import QDError
+from qd.core.models import TwoLayerDenseNet
 from qd.core.train import LOG_HEADER, Diverged, build_optimizer, build_scheduler, train
 
 
@@ -129,6 +131,17 @@ def test_training_runs_under_each_scheduler(course_dir, tmp_path, scheduler):
     cfg = tiny_config("densenet", course_dir, steps=20)
     cfg["scheduler"] = scheduler
     assert _run(tmp_path, cfg)["steps"] == 20
+
+
+def test_running_out_of_device_memory_is_one_line_naming_the_batch_size(course_dir, tmp_path, monkeypatch):
+    def out_of_memory(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total)")
+
+    monkeypatch.setattr(TwoLayerDenseNet, "forward", out_of_memory)
+    expected = "train.device=auto: out of memory at step 1; try a smaller --bs (train.batch_size) or a smaller model"
+    with pytest.raises(QDError, match=f"^{re.escape(expected)}$"):
+        _run(tmp_path, tiny_config("densenet", course_dir))
+    assert not (tmp_path / "run.pt").exists()
 
 
 def test_divergence_stops_at_once_and_writes_no_checkpoint(course_dir, tmp_path):

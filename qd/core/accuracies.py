@@ -32,19 +32,26 @@ def scores(model: nn.Module, data: np.ndarray | torch.Tensor) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     x = _as_tensor(data, device)
-    out = torch.cat([model(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+    out = torch.cat([model(batch) for batch in x.split(EVAL_BATCH)])
     model.train(was_training)
     return out
+
+
+def acc_and_loss_tensors(
+    model: nn.Module, data: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and mean cross-entropy of `model` on all of `data`, as 0-d tensors on the model's device."""
+    logits = scores(model, data)
+    y = _as_tensor(labels, logits.device).long()
+    return (logits.argmax(1) == y).float().mean(), nn.functional.cross_entropy(logits, y)
 
 
 def acc_and_loss(
     model: nn.Module, data: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
 ) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of `model` on all of `data`."""
-    logits = scores(model, data)
-    y = _as_tensor(labels, logits.device).long()
-    loss = nn.functional.cross_entropy(logits, y).item()
-    return (logits.argmax(1) == y).float().mean().item(), loss
+    accuracy, loss = acc_and_loss_tensors(model, data, labels)
+    return accuracy.item(), loss.item()
 
 
 def approx_train_acc_and_loss(

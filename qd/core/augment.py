@@ -32,7 +32,11 @@ def _uniform(n: int, g: torch.Generator) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
-    """Randomly transform a batch of images (N, 784) and return it in the same shape."""
+    """Randomly transform a batch of images (N, 784) and return it in the same shape, on its device.
+
+    Every random number is drawn on the CPU from `g` and then moved to the batch's device, so one seed
+    gives one augmentation stream on any device.
+    """
     n = len(x)
     angle = _chosen(cfg, "rotate", n, g) * _uniform(n, g) * math.radians(cfg.get("rotate", {}).get("degrees", 0))
     scale = 1 + _chosen(cfg, "scale", n, g) * _uniform(n, g) * cfg.get("scale", {}).get("amount", 0)
@@ -58,8 +62,9 @@ def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
     out = out.reshape(n, -1)
     std = cfg.get("noise", {}).get("std", 0)
     if std > 0:
-        spread = (out.amax(1, keepdim=True) - out.amin(1, keepdim=True)) * _chosen(cfg, "noise", n, g)[:, None]
-        out = _standardise(out + torch.randn(out.shape, generator=g) * std * spread.to(x))
+        chosen = _chosen(cfg, "noise", n, g).to(x)[:, None]
+        spread = (out.amax(1, keepdim=True) - out.amin(1, keepdim=True)) * chosen
+        out = _standardise(out + torch.randn(out.shape, generator=g).to(x) * std * spread)
     return out
 
 
@@ -83,6 +88,6 @@ def _smooth_field(n: int, sigma: float, g: torch.Generator) -> torch.Tensor:
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(2 * sigma))
     k = torch.exp(-((torch.arange(-radius, radius + 1, dtype=images.dtype) / sigma) ** 2) / 2)
-    k = (k / k.sum()).to(images.device)
+    k = (k / k.sum()).to(images)
     padded = F.pad(images, (radius,) * 4, mode="replicate")
     return F.conv2d(F.conv2d(padded, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))

@@ -83,8 +83,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def load_model(path: str | os.PathLike, expect: str | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint describes, in eval mode; `expect` names the required model type."""
+def load_model(
+    path: str | os.PathLike, expect: str | None = None, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint describes, in eval mode on `device`; `expect` names the required model type."""
     ckpt = read_checkpoint(path)
     name = ckpt["model"].get("name")
     if expect is not None and name != expect:
@@ -94,4 +96,4 @@ def load_model(path: str | os.PathLike, expect: str | None = None) -> tuple[nn.M
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
         raise QDError(f"{path}: weights do not fit the {name} model it names ({str(e).splitlines()[0]})") from None
-    return model.eval(), ckpt
+    return model.to(device).eval(), ckpt

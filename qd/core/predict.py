@@ -14,7 +14,7 @@ from qd.core.checkpoint import load_model
 from qd.core.data import load_split
 from qd.core.errors import QDError
 from qd.core.fsutil import atomic_write_text
-from qd.core.runtime import configure_cpu
+from qd.core.runtime import configure_cpu, resolve_device
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -37,7 +37,7 @@ def predict_file(
 ) -> np.ndarray:
     """Predict the test images of `data_dir` with a checkpoint and write the predictions file."""
     configure_cpu()
-    model, _ = load_model(weights, expect=expect)
+    model, _ = load_model(weights, expect=expect, device=resolve_device("auto"))
     labels = predict(model, load_split(data_dir, "test").x)
     write_predictions(predictions_file, labels)
     return labels

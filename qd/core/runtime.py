@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def busy_cores(seconds: float = 0.1) -> float:
-    """How many cores other processes kept busy while this one slept `seconds` (0.0 without /proc/stat)."""
+    """How many cores other processes kept busy while this one slept `seconds` (0.0 without Linux's /proc/stat)."""
 
     def idle_and_total() -> tuple[int, int]:
         with open("/proc/stat") as f:
@@ -41,6 +41,13 @@ def busy_cores(seconds: float = 0.1) -> float:
     return (os.cpu_count() or 1) * (1 - (idle2 - idle) / max(1, total2 - total))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system says, as Linux does; else all)."""
+    if hasattr(os, "sched_getaffinity"):  # not on macOS
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def auto_threads(workers: int = 1) -> int:
     """OMP_NUM_THREADS if set, else the idle cores divided among `workers` parallel workers; at least 1.
 
@@ -49,7 +56,7 @@ def auto_threads(workers: int = 1) -> int:
     """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     share = cores // max(1, workers)
     return 1 if share <= 1 else max(1, min(share, int(cores - busy_cores() + 0.25)))
 
@@ -62,7 +69,7 @@ def configure_cpu(threads: int = 0, workers: int = 1) -> int:
     glibc's largest threshold, are kept for reuse instead.
     """
     torch.set_num_threads(threads or auto_threads(workers))
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None  # glibc only
     if mallopt:
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
         mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD

@@ -124,6 +124,23 @@ class Progress:
             print(file=sys.stderr)
 
 
+def batch_loss(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    aug_cfg: dict | None,
+    aug_gen: torch.Generator,
+) -> torch.Tensor:
+    """The loss of the rows `idx` (drawn on the CPU) of x and y (on the model's device), augmented by `aug_cfg`."""
+    idx = idx.to(x.device)
+    xb = x.index_select(0, idx)  # faster than x[idx] on the CPU
+    if aug_cfg:
+        xb = augment(xb, aug_cfg, aug_gen)
+    return loss_fn(model(xb), y.index_select(0, idx))
+
+
 @dataclass
 class Fit:
     """What `fit` returns: the kept model (the evaluation of best dev accuracy) and every evaluation's row."""
@@ -186,17 +203,13 @@ def fit(
     order, cursor = torch.randperm(len(x), generator=batch_gen), 0
     model.train()
     start, in_callback = time.perf_counter(), 0.0
-    progress = Progress(cfg["model"]["name"], steps)
+    progress, step = Progress(cfg["model"]["name"], steps), 0
     try:
         for step in range(1, steps + 1):
             if cursor + bs > len(order):
                 order, cursor = torch.randperm(len(x), generator=batch_gen), 0
-            idx = order[cursor : cursor + bs].to(device)
+            loss = batch_loss(model, loss_fn, x, y, order[cursor : cursor + bs], aug_cfg, aug_gen)
             cursor += bs
-            xb = x.index_select(0, idx)  # faster than x[idx] on the CPU
-            if aug_cfg:
-                xb = augment(xb, aug_cfg, aug_gen)
-            loss = loss_fn(model(xb), y.index_select(0, idx))
             if not torch.isfinite(loss):
                 raise Diverged(
                     f"training diverged at step {step} (loss {loss.item()}); try a smaller {flag('optimizer.lr')}"
@@ -226,6 +239,11 @@ def fit(
                     in_callback += time.perf_counter() - called
             elif progress.enabled:  # loss.item() waits for the step: only when there is a display
                 progress.update(step, f"loss {loss.item():.3f}")
+    except torch.cuda.OutOfMemoryError:
+        raise QDError(
+            f"train.device={tcfg['device']}: out of memory at step {step}; try a smaller {flag('train.batch_size')}"
+            " or a smaller model"
+        ) from None
     finally:
         progress.close()
     train_time = time.perf_counter() - start - in_callback

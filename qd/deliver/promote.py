@@ -28,7 +28,7 @@ from qd.core.checkpoint import LIMITS, load_model
 from qd.core.data import load_split
 from qd.core.errors import QDError, exit_on_user_error
 from qd.core.predict import predict, write_predictions
-from qd.core.runtime import configure_cpu
+from qd.core.runtime import configure_cpu, resolve_device
 from qd.deliver.bundle import MODELS, PREDICTIONS, write_code_zip
 from qd.deliver.model_readme import write_model_readme
 from qd.experiment.results import collect, label, rank
@@ -87,7 +87,7 @@ def stage_model(record: dict, stage: Path, data_dir: Path) -> None:
     size, limit = target.stat().st_size, LIMITS.get(model_name)
     if limit and size > limit:
         raise QDError(f"{describe(record)}: checkpoint is {size:,} bytes; the course allows at most {limit:,}")
-    model, _ = load_model(target, expect=model_name)
+    model, _ = load_model(target, expect=model_name, device=resolve_device("auto"))  # as the course CLI predicts
     dev = load_split(data_dir, "dev")
     acc, _ = dev_acc_and_loss(model, dev.x, dev.y)
     if abs(acc - record["best_dev_acc"]) > TOLERANCE:

@@ -178,6 +178,17 @@ def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> op
     return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host (signal 0 checks, sends nothing; Linux and macOS alike)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
     """Mark FAIL the RUNNING trials whose process on this host is gone.
 
@@ -187,7 +198,7 @@ def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
     host, now = socket.gethostname(), datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
-        dead = worker_host == host and pid and not Path(f"/proc/{pid}").exists()
+        dead = worker_host == host and pid and not process_alive(int(pid))
         untagged = not pid and (now - t.datetime_start).total_seconds() > grace
         if dead or untagged:
             optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, "interrupted (its process died)")

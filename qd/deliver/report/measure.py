@@ -13,6 +13,7 @@ from qd.core.checkpoint import load_model
 from qd.core.data import CLASS_NAMES, FILES, IMAGE_SIDE, N_CLASSES, require_files, standardise
 from qd.core.errors import QDError
 from qd.core.predict import predict
+from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS
 from qd.experiment.results import collect, key, label
 
@@ -175,7 +176,7 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
 
 def measure_failures(m: Measurements) -> None:
     """The best model on the dev set: clean, perturbed each way, and against the noise level."""
-    model, ckpt = load_model(m.submission / "bestmodel.pt", expect="bestmodel")
+    model, ckpt = load_model(m.submission / "bestmodel.pt", expect="bestmodel", device=resolve_device("auto"))
     m.tta = bool(ckpt["model"].get("tta"))
     m.images = np.load(m.data_dir / FILES["dev"][0]).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     m.y = np.load(m.data_dir / FILES["dev"][1]).astype(np.int64)

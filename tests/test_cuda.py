@@ -1,0 +1,100 @@
+"""Training, evaluation and prediction keep every tensor on the model's device, tested without a GPU.
+
+Under torch's FakeTensorMode, tensors on device "cuda" exist without one (shapes and devices only), and an
+operation that mixes devices raises. On this CPU-only build fake CUDA tensors cannot run autograd nor grid
+sampling (augmentation): the meta device, which raises on mixing too, takes the training step with each
+augmentation preset, and fake CUDA the rest (the forward pass, weight averaging, evaluation, prediction).
+"""
+
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from qd.core.accuracies import acc_and_loss_tensors, scores
+from qd.core.augment import is_active
+from qd.core.models import build_model
+from qd.core.train import averaged, batch_loss, build_optimizer, build_scheduler, rounded_to_half
+from qd.experiment.conf import CONF_DIR, compose_config
+
+CUDA = torch.device("cuda", 0)  # with its index: moving a tensor to a bare "cuda" needs a real device
+MODELS = ("densenet", "convnet", "bestmodel")
+PRESETS = sorted(p.stem for p in (CONF_DIR / "augmentation").glob("*.yaml"))
+
+
+def to_fake_cuda(model: nn.Module) -> nn.Module:
+    """`model` with uninitialised weights and buffers on fake CUDA (inside FakeTensorMode, where `model.to`
+    would need a real device), its weights not tracked by autograd."""
+    for module in model.modules():
+        for key, p in module._parameters.items():
+            if p is not None:
+                module._parameters[key] = nn.Parameter(torch.empty(p.shape, device=CUDA), requires_grad=False)
+        for key, b in module._buffers.items():
+            if b is not None:
+                module._buffers[key] = torch.empty(b.shape, dtype=b.dtype, device=CUDA)
+    return model
+
+
+def one_step(model: nn.Module, cfg: dict, x: torch.Tensor, y: torch.Tensor, aug_gen: torch.Generator,
+             fake: bool = False) -> list:  # fmt: skip
+    """A training step as fit takes it (the batch drawn on the CPU, augmentation, the loss, the backward pass,
+    the optimizer, weight averaging), then an evaluation of the float16-rounded weights and a prediction;
+    every tensor it made. On fake CUDA (`fake`) what needs a real device is left out: batch norm in training
+    mode (the loss is taken in eval mode), the backward pass, the optimizer, weight averaging and copying
+    weights into a model."""
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))[: len(x) // 2]
+    aug_cfg = cfg["augmentation"] if is_active(cfg["augmentation"]) else None
+    model.train(not fake)
+    loss = batch_loss(model, nn.CrossEntropyLoss(label_smoothing=0.1), x, y, idx, aug_cfg, aug_gen)
+    made = [loss]
+    evaluated = model
+    if not fake:
+        optimizer = build_optimizer({**cfg["optimizer"], "fused": False}, model.parameters())  # no fused meta kernels
+        scheduler = build_scheduler(cfg["scheduler"], optimizer, 10)
+        ema = averaged(model, 0.99)
+        loss.backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        ema.update_parameters(model)
+        evaluated = ema.module
+        made += [*ema.module.parameters(), *ema.module.buffers()]  # not its step counter, on the CPU by design
+    rounded = rounded_to_half(evaluated.state_dict())
+    if not fake:
+        evaluated.load_state_dict(rounded)
+    accuracy, dev_loss = acc_and_loss_tensors(evaluated, x, y)
+    return [*made, *rounded.values(), accuracy, dev_loss, scores(evaluated, x).argmax(1), *model.parameters()]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_forward_pass_an_evaluation_and_a_prediction_stay_on_cuda(name):
+    """Under FakeTensorMode: the loss of a batch drawn on the CPU, the rounded weights, an evaluation, a prediction."""
+    cfg = compose_config(name, ["augmentation=none"])
+    model = build_model(cfg["model"])
+    with FakeTensorMode():
+        to_fake_cuda(model)
+        x, y = torch.randn(64, 784, device=CUDA), torch.randint(0, 6, (64,), device=CUDA)
+        made = one_step(model, cfg, x, y, torch.Generator().manual_seed(0), fake=True)
+    assert {t.device for t in made} == {CUDA}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("name", MODELS)
+def test_with_each_augmentation_a_training_step_stays_on_the_models_device_and_draws_the_cpus_stream(name, preset):
+    cfg = compose_config(name, [f"augmentation={preset}"])
+    meta = torch.device("meta")
+    x, y = torch.empty(64, 784, device=meta), torch.zeros(64, dtype=torch.long, device=meta)
+    on_meta = torch.Generator().manual_seed(0)
+    made = one_step(build_model(cfg["model"]).to(meta), cfg, x, y, on_meta)
+    assert {t.device for t in made} == {meta}
+    on_cpu = torch.Generator().manual_seed(0)
+    one_step(build_model(cfg["model"]), cfg, torch.rand(64, 784), torch.zeros(64, dtype=torch.long), on_cpu)
+    assert torch.equal(on_meta.get_state(), on_cpu.get_state()), "the same random numbers drawn as on the CPU"
+
+
+def test_mixing_devices_is_caught_by_these_tests():
+    """The checks themselves: a CPU tensor added to a fake CUDA or a meta one raises, as on a real GPU."""
+    with FakeTensorMode(), pytest.raises(RuntimeError, match="found at least two devices, cuda:0 and cpu"):
+        torch.randn(4, device=CUDA) + torch.randn(4)
+    with pytest.raises(RuntimeError, match="Tensor on device cpu is not on the expected device meta"):
+        torch.randn(4, device="meta") + torch.randn(4)
