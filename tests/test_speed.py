@@ -2,7 +2,10 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
+from conftest import ROOT, run_cli
+from qd.bench.cuda import compare
 from qd.bench.speed import (
     ROWS,
     baseline_load,
@@ -74,3 +77,19 @@ def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
     metrics = [job(1, 2, 10, 7), job(1, 11, 20, 8), job(2, 3, 12, 8), job(2, 14, 22, 6)]
     split = overheads(metrics, launched=0.0, ended=30.0, workers=2)
     assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 1 + 2) / 2, "between": (1 + 2) / 2, "tail": 8.0}
+
+
+def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():
+    result = run_cli(["-m", "qd.bench", "cuda"], ROOT)
+    assert result.returncode == 0, result.stderr
+    expected = f"no CUDA device here (torch {torch.__version__}, a CPU-only build): nothing to compare\n"
+    assert result.stdout == expected
+
+
+def test_the_cuda_check_tables_each_model_on_both_devices(capsys):
+    assert compare(steps=5, device="cpu") == [], "the CPU agrees with itself"
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2] == "| model | CPU dev acc | cpu dev acc | difference (points) | CPU s | cpu s | agrees |"
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[4:]]
+    assert [c[0] for c in cells] == ["densenet", "convnet", "bestmodel"]
+    assert all(c[1] == c[2] and c[3] == "0.0" and c[6] == "yes" for c in cells), "one seed, one result"

@@ -1,4 +1,4 @@
-"""`python -m qd.bench accuracy|speed|pruning [options]` (each with its own --help)."""
+"""`python -m qd.bench accuracy|speed|pruning|cuda [options]` (each with its own --help)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ BENCHMARKS = {
     "accuracy": ("qd.bench.accuracy", "k-fold cross-validated accuracy, CPU time and checkpoint size, real drawings"),
     "speed": ("qd.bench.speed", "speed and peak memory against the course starter"),
     "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
+    "cuda": ("qd.bench.cuda", "each model trained from one seed on CUDA and on the CPU: do they agree?"),
 }
 
 argv = sys.argv[1:]

@@ -1,0 +1,65 @@
+"""Does qd train the same on a GPU? Each model from one seed on CUDA and on the CPU, on the real drawings.
+
+    python -m qd.bench cuda              # 200 steps a model; fails when the dev accuracies differ by > 2 points
+
+Trains densenet, convnet and bestmodel with their defaults on four fifths of the 2,400 real drawings
+(a stratified split, seed 0) and scores the held-out fifth, once on each device, and prints both dev
+accuracies and training times. Without a CUDA device it says so and compares nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+
+from qd.bench.accuracy import split_of, stratified_folds
+from qd.core.data import Split
+from qd.core.defaults import DEFAULTS
+from qd.core.train import fit
+from qd.datasets.real import load_real
+
+MODELS = ("densenet", "convnet", "bestmodel")
+TOLERANCE = 0.02  # largest accepted difference of dev accuracy between the devices
+
+
+def run(model: str, device: str, steps: int, train: Split, dev: Split) -> tuple[float, float]:
+    """Dev accuracy and training seconds of `model` trained `steps` on `device`."""
+    cfg = copy.deepcopy(DEFAULTS[model])
+    cfg["train"].update(steps=steps, eval_every=steps, device=device)
+    result = fit(cfg, train, dev)
+    return result.best_dev_acc, result.train_time_s
+
+
+def compare(steps: int, device: str = "cuda") -> list[str]:
+    """Print the table of each model on the CPU and on `device`; return the models whose accuracies disagree."""
+    images, labels = load_real()
+    held_out = stratified_folds(labels, 5, seed=0) == 0
+    train, dev = split_of(images[~held_out], labels[~held_out]), split_of(images[held_out], labels[held_out])
+    name = torch.cuda.get_device_name() if device == "cuda" else device
+    print(f"{name} against the CPU, {steps} steps a model, seed 0, {int(held_out.sum())} held-out real drawings\n")
+    print(f"| model | CPU dev acc | {device} dev acc | difference (points) | CPU s | {device} s | agrees |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    disagree = []
+    for model in MODELS:
+        (cpu_acc, cpu_s), (acc, seconds) = (run(model, d, steps, train, dev) for d in ("cpu", device))
+        gap = abs(acc - cpu_acc)
+        if gap > TOLERANCE:
+            disagree.append(model)
+        print(f"| {model} | {cpu_acc:.4f} | {acc:.4f} | {100 * gap:.1f} | {cpu_s:.1f} | {seconds:.1f} "
+              f"| {'no' if gap > TOLERANCE else 'yes'} |")  # fmt: skip
+    return disagree
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m qd.bench cuda", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps a model (default 200)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        print(f"no CUDA device here (torch {torch.__version__}, {built}): nothing to compare")
+        return
+    if disagree := compare(args.steps):
+        raise SystemExit(f"\nCUDA and CPU disagree by more than {100 * TOLERANCE:.0f} points for {', '.join(disagree)}")
+    print(f"\nCUDA and CPU agree within {100 * TOLERANCE:.0f} points for every model")
