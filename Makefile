@@ -1,15 +1,23 @@
 # `make demo` and `make test` set everything up themselves (a .venv with the pinned stack) and run.
-PYTHON ?= python3
+# Python 3.10 to 3.13; 3.11 when there is one: requirements.txt, the lock the tests run on, is for 3.11.
+# Other versions install the ranges of pyproject.toml. `make PYTHON=/path/to/python` picks another.
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3.13 python3.10 python3,$(shell command -v $(p) 2>/dev/null)))
 VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv demo test test-fast lint data defaults clean
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "qd needs Python 3.11"'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "qd needs Python 3.10 to 3.13 (3.11 best): none found; make PYTHON=/path/to/python3.11"; exit 1; }
+	@"$(PYTHON)" -c 'import sys; v = sys.version_info[:2]; (3, 10) <= v <= (3, 13) or sys.exit(f"qd needs Python 3.10 to 3.13 (3.11 best); $(PYTHON) is {v[0]}.{v[1]}: make PYTHON=/path/to/python3.11")'
+	"$(PYTHON)" -m venv $(VENV)
+	if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		$(PY) -m pip install -q -r requirements.txt; \
+	else \
+		echo "Python $$($(PY) -c 'import platform; print(platform.python_version())'): the ranges of pyproject.toml, not the 3.11 lock"; \
+		$(PY) -m pip install -q -e '.[experiment,test]'; \
+	fi
 	touch $@
 
 venv: $(VENV)/.installed

@@ -14,7 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from qd.core.accuracies import acc_and_loss_tensors, scores
 from qd.core.augment import is_active
 from qd.core.models import build_model
-from qd.core.train import averaged, batch_loss, build_optimizer, build_scheduler, rounded_to_half
+from qd.core.train import WeightAverage, batch_loss, build_optimizer, build_scheduler, rounded_to_half
 from qd.experiment.conf import CONF_DIR, compose_config
 
 CUDA = torch.device("cuda", 0)  # with its index: moving a tensor to a bare "cuda" needs a real device
@@ -51,14 +51,14 @@ def one_step(model: nn.Module, cfg: dict, x: torch.Tensor, y: torch.Tensor, aug_
     if not fake:
         optimizer = build_optimizer({**cfg["optimizer"], "fused": False}, model.parameters())  # no fused meta kernels
         scheduler = build_scheduler(cfg["scheduler"], optimizer, 10)
-        ema = averaged(model, 0.99)
+        ema = WeightAverage(model, 0.99)
         loss.backward()
         optimizer.step()
         if scheduler:
             scheduler.step()
-        ema.update_parameters(model)
+        ema.update(model)
         evaluated = ema.module
-        made += [*ema.module.parameters(), *ema.module.buffers()]  # not its step counter, on the CPU by design
+        made += [*ema.module.parameters(), *ema.module.buffers()]
     rounded = rounded_to_half(evaluated.state_dict())
     if not fake:
         evaluated.load_state_dict(rounded)

@@ -1,6 +1,7 @@
 """The layers: qd/core/ stands alone (torch and numpy only, as code.zip ships it), imports point down, no circles."""
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,62 @@ def test_the_flattened_core_resolves_every_import_inside_itself(flat):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", "the flat modules import nothing of the qd package"
     assert {"cli", "train", "models", "data", "checkpoint", "predict", "accuracies", "defaults"} <= local
+
+
+NEWER_THAN_38 = {"removeprefix", "removesuffix", "pairwise"}  # str methods (3.9), itertools.pairwise (3.10)
+GENERIC_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "type"}  # subscriptable from 3.9
+
+
+def newer_than_38(tree: ast.AST) -> list[str]:
+    """What in `tree` needs a Python newer than 3.8 at run time (annotations aside: they stay strings)."""
+    annotations = set()
+    for node in ast.walk(tree):
+        parts = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            parts = [a.annotation for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+                     if a is not None] + [node.returns]  # fmt: skip
+        elif isinstance(node, ast.AnnAssign):
+            parts = [node.annotation]
+        annotations.update(id(n) for part in parts if part is not None for n in ast.walk(part))
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in annotations:
+            continue
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "zip" and node.keywords:
+            found.append(f"line {node.lineno}: zip(..., strict=...)")
+        elif (name := getattr(node, "attr", getattr(node, "id", None))) in NEWER_THAN_38:
+            found.append(f"line {node.lineno}: {name}")
+        elif isinstance(node, ast.Subscript) and getattr(node.value, "id", None) in GENERIC_BUILTINS:
+            found.append(f"line {node.lineno}: {node.value.id}[...] outside an annotation")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and any(
+            getattr(side, "id", None) in {"int", "float", "str", "None", "bool"} for side in (node.left, node.right)
+        ):
+            found.append(f"line {node.lineno}: a type union with | outside an annotation")
+    return sorted(found)
+
+
+def python38() -> str | None:
+    """A Python 3.8 interpreter on PATH or in pyenv, if there is one."""
+    installed = sorted(Path.home().glob(".pyenv/versions/3.8*/bin/python3.8"))  # pyenv's shim may refuse
+    found = installed[-1] if installed else shutil.which("python3.8")
+    return str(found) if found else None
+
+
+def test_what_code_zip_ships_needs_no_python_newer_than_3_8(flat):
+    files = sorted(flat.glob("*.py"))
+    problems = [f"{p.name} {found}" for p in files for found in newer_than_38(ast.parse(p.read_text()))]
+    assert problems == []
+    interpreter = python38()
+    if interpreter is None:
+        pytest.skip("no Python 3.8 here to compile code.zip's files with (pyenv install 3.8)")
+    result = subprocess.run([interpreter, "-m", "py_compile", *map(str, files)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_python_38_check_finds_what_it_is_for():
+    source = "x: dict[str, int] = {}\ndef f(a: int | None) -> list[int]:\n    return list(zip(a, a, strict=True))\n" \
+             "Row = dict[str, float]\nok = isinstance(1, int | float)\n'ab'.removeprefix('a')\n"  # fmt: skip
+    assert newer_than_38(ast.parse(source)) == [  # dict[str, int], int | None and list[int] are annotations
+        "line 3: zip(..., strict=...)", "line 4: dict[...] outside an annotation",
+        "line 5: a type union with | outside an annotation", "line 6: removeprefix"]  # fmt: skip

@@ -70,7 +70,7 @@ def augment(x: torch.Tensor, cfg: dict, g: torch.Generator) -> torch.Tensor:
 
 def _standardise(x: torch.Tensor) -> torch.Tensor:
     """Each row to mean 0 and variance 1, as qd.core.data.standardise does."""
-    std = x.std(dim=1, keepdim=True, correction=0)
+    std = x.std(dim=1, keepdim=True, unbiased=False)
     return (x - x.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
 
 

@@ -33,7 +33,6 @@ LOG_COLUMNS = ("step", "train_loss", "train_acc", "dev_loss", "dev_acc")
 LOG_HEADER = ",".join(LOG_COLUMNS)
 # Config keys as the course command line spells them, for error messages.
 COURSE_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
-Row = dict[str, float]  # one evaluation: LOG_COLUMNS -> value
 
 
 class Diverged(QDError):
@@ -46,12 +45,20 @@ def flag(key: str) -> str:
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
-    """Build `cfg["_target_"](params, **options)`: what hydra.utils.instantiate does, without Hydra."""
+    """Build `cfg["_target_"](params, **options)`: what hydra.utils.instantiate does, without Hydra.
+
+    `fused` asks for torch's one-kernel update where this torch has one for the optimizer and the device
+    (torch 2.4 and later on the CPU); where it has none, the optimizer is built without it.
+    """
     module, _, name = cfg["_target_"].rpartition(".")
     options = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    params = list(params)
+    optimizer = getattr(importlib.import_module(module), name)
     try:
-        return getattr(importlib.import_module(module), name)(params, **options)
+        return optimizer(params, **options)
     except (TypeError, ValueError, RuntimeError) as e:
+        if options.get("fused") and "fused" in str(e).lower():
+            return build_optimizer({k: v for k, v in cfg.items() if k != "fused"}, params)
         raise QDError(f"optimizer {cfg['_target_']}: bad options {options}: {e}") from None
 
 
@@ -82,23 +89,31 @@ def check_config(cfg: dict, n_train: int) -> None:
         raise QDError(f"train.ema: got {ema}; expected 0 (off) or a decay from 0 to 1, such as 0.998")
 
 
-def averaged(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """A moving average of `model`'s weights and buffers, the decay per step warming up to `decay`.
+class WeightAverage:
+    """A moving average of a model's weights and buffers (`module`), the decay per update warming up to `decay`.
 
-    The warm-up, min(decay, (1 + n) / (10 + n)) after n updates, keeps a short run's average from
-    being dominated by its first, untrained weights.
+    The first update copies the model; after n updates the decay is min(decay, (1 + n) / (10 + n)), so that a
+    short run's average is not dominated by its first, untrained weights.
     """
 
-    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = int(n_averaged)
-        weight = 1 - min(decay, (1 + n) / (10 + n))
-        for average, current in zip(averages, currents, strict=True):
-            if average.is_floating_point():
-                average.lerp_(current, weight)
-            else:  # batch-norm's step counter
-                average.copy_(current)
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module, self.decay, self.updates = copy.deepcopy(model), decay, 0
 
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        n = self.updates
+        weight = 1 - min(self.decay, (1 + n) / (10 + n))
+        tensors = zip(self._tensors(self.module), self._tensors(model))
+        for average, current in tensors:
+            if n and average.is_floating_point():
+                average.lerp_(current, weight)
+            else:  # the first update, and batch-norm's step counter
+                average.copy_(current)
+        self.updates += 1
+
+    @staticmethod
+    def _tensors(model: nn.Module) -> list[torch.Tensor]:
+        return [*model.parameters(), *model.buffers()]
 
 
 def rounded_to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -146,7 +161,7 @@ class Fit:
     """What `fit` returns: the kept model (the evaluation of best dev accuracy) and every evaluation's row."""
 
     model: nn.Module
-    history: list[Row]
+    history: list[dict]  # one row per evaluation: LOG_COLUMNS -> value
     best_step: int
     best_dev_acc: float
     train_time_s: float  # the optimisation and its evaluations, not the callbacks
@@ -166,7 +181,7 @@ def fit(
     train_split: Split,
     dev: Split,
     on_start: Callable[[], None] | None = None,
-    on_eval: Callable[[Row], None] | None = None,
+    on_eval: Callable[[dict], None] | None = None,
     workers: int = 1,
 ) -> Fit:
     """Train the model `cfg` describes on `train_split`, evaluating on `dev` every train.eval_every steps.
@@ -184,8 +199,8 @@ def fit(
     model = new_model(cfg).to(device)
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
-    scored = averaged(model, tcfg["ema"]) if tcfg["ema"] else model
-    kept = getattr(scored, "module", scored)  # the averaged model's own network, or the model itself
+    average = WeightAverage(model, tcfg["ema"]) if tcfg["ema"] else None
+    kept = average.module if average else model
     # With train.half_storage, evaluations score the weights as the checkpoint will store them.
     half = tcfg["half_storage"]
     evaluated = copy.deepcopy(kept) if half else kept
@@ -199,7 +214,7 @@ def fit(
         on_start()
 
     best = {"dev_acc": -1.0, "step": 0, "state": None}
-    history: list[Row] = []
+    history: list[dict] = []
     order, cursor = torch.randperm(len(x), generator=batch_gen), 0
     model.train()
     start, in_callback = time.perf_counter(), 0.0
@@ -219,14 +234,14 @@ def fit(
             optimizer.step()
             if scheduler:
                 scheduler.step()
-            if scored is not model:
-                scored.update_parameters(model)
+            if average:
+                average.update(model)
             if step % tcfg["eval_every"] == 0 or step == steps:
                 if half:
                     evaluated.load_state_dict(rounded_to_half(kept.state_dict()))
                 train_acc, train_loss = approx_train_acc_and_loss(evaluated, x, y, generator=eval_gen)
                 dev_acc, dev_loss = dev_acc_and_loss(evaluated, dev_x, dev_y)
-                history.append(dict(zip(LOG_COLUMNS, (step, train_loss, train_acc, dev_loss, dev_acc), strict=True)))
+                history.append(dict(zip(LOG_COLUMNS, (step, train_loss, train_acc, dev_loss, dev_acc))))
                 if dev_acc > best["dev_acc"]:
                     state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
                     best = {"dev_acc": dev_acc, "step": step, "state": state}
@@ -274,7 +289,7 @@ class CsvLog:
         self.file = open(self.path, "w", buffering=1)
         self.file.write(LOG_HEADER + "\n")
 
-    def write(self, row: Row) -> None:
+    def write(self, row: dict) -> None:
         self.file.write(f"{row['step']}," + ",".join(f"{row[c]:.6f}" for c in LOG_COLUMNS[1:]) + "\n")
 
     def __enter__(self) -> CsvLog:
@@ -289,7 +304,7 @@ def train(
     cfg: dict,
     log_path: str | os.PathLike,
     checkpoint_path: str | os.PathLike,
-    on_eval: Callable[[Row], None] | None = None,
+    on_eval: Callable[[dict], None] | None = None,
     workers: int = 1,
 ) -> dict:
     """`fit` on the data folder cfg names; write its CSV log and, at the end and atomically, the checkpoint of
@@ -299,7 +314,7 @@ def train(
     train_split, dev = load_split(data_dir, "train"), load_split(data_dir, "dev")
     with CsvLog(log_path) as log:
 
-        def evaluated(row: Row) -> None:
+        def evaluated(row: dict) -> None:
             log.write(row)
             if on_eval:
                 on_eval(row)
