@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         write_checkpoints(work)
         results = compare(data_dir, work, args.rows, args.repeat, args.steps, args.threads)
         threads = f"{args.threads} torch thread(s) each" if args.threads else "torch's default threads, qd's own choice"
-        print(f"\nMedians of {args.repeat} alternating runs on {data_dir} ({os.cpu_count()} cores; {threads}):\n")
+        print(f"\nMedians of {args.repeat} alternating runs on {args.data} ({os.cpu_count()} cores; {threads}):\n")
         print(speed_table(results, args.steps))
         if trained := [row.removeprefix("train ") for row in args.rows if row.startswith("train ")]:
             floors = compare_floors(data_dir, work, trained, args.repeat, args.steps, args.threads)
