@@ -89,12 +89,18 @@ def submission(swept, swept_data) -> Path:
     return swept / "submission"
 
 
-def sweep_metrics(workdir: Path) -> list[dict]:
-    """Every metrics.json under `workdir`/outputs/sweeps."""
+def metrics_under(folder: Path) -> list[dict]:
+    """Every metrics.json under `folder`, the paths it holds (relative to its own folder) made absolute."""
     import json
 
-    folder = workdir / "outputs/sweeps"
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))] if folder.exists() else []
+    paths = ("job_dir", "checkpoint", "log")
+    return [{k: str((p.parent / v).resolve()) if k in paths else v for k, v in json.loads(p.read_text()).items()}
+            for p in sorted(folder.rglob("metrics.json"))]  # fmt: skip
+
+
+def sweep_metrics(workdir: Path) -> list[dict]:
+    """Every metrics.json under `workdir`/outputs/sweeps."""
+    return metrics_under(workdir / "outputs/sweeps")
 
 
 def study_trials(workdir: Path, name: str) -> list:

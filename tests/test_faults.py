@@ -97,7 +97,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
         began = time.time()
         running = kill_when(start(promote, tmp_path), happened)
         assert running or event.startswith("code.zip"), f"promotion ended before {event}"
-        recover = "from pathlib import Path; from qd.deliver.promote import recover; recover(Path('submission'))"
+        recover = "from pathlib import Path; from qd.deliver.swap import recover; recover(Path('submission'))"
         recovered = run_cli(["-c", recover], tmp_path)
         assert recovered.returncode == 0, recovered.stderr
         assert digest(tmp_path / "submission") in (old, new), f"killed at {event}: neither the old nor the new one"
@@ -146,8 +146,9 @@ def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_tria
     for proc in [worker(1), worker(2)]:
         out, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err.decode()
-        share = re.search(r"^resuming study shared: .*, (\d+) to run$", out.decode(), re.M)
-        shares.append(int(share.group(1)) if share else 0)
+        started = r"^(?:new study shared: (\d+) trials|resuming study shared: .*, (\d+)) to run$"
+        share = re.search(started, out.decode(), re.M)
+        shares.append(int(share.group(1) or share.group(2)) if share else 0)
         assert share or "already holds 4 trials of 4; nothing to run" in out.decode(), out.decode()
     assert shares[0] == 4 or shares[1] == 4, "the first to start runs all it asked for"
     trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import metrics_under
 from qd.core.checkpoint import read_checkpoint, save_checkpoint
 from qd.core.errors import QDError
 from qd.core.models import build_model
@@ -26,14 +28,10 @@ def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _metrics(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("metrics.json"))]
-
-
 def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept, submission, swept_data, tmp_path):
     out = submission
     winners = json.loads((out / "winners.json").read_text())
-    records = _metrics(swept / "outputs")
+    records = metrics_under(swept / "outputs")
     for model in ("densenet", "convnet", "bestmodel"):
         complete = [r for r in records if r["model"] == model and r["state"] == "complete"]
         assert winners[model]["best_dev_acc"] == max(r["best_dev_acc"] for r in complete), model
@@ -122,3 +120,22 @@ def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swep
     assert (unpacked / "model_files/bestmodel.pt").is_file()
     check = subprocess.run([venv / "bin/python", "-c", "import hydra"], capture_output=True, text=True)
     assert "No module named 'hydra'" in check.stderr
+
+
+def test_a_moved_outputs_folder_still_promotes(swept, swept_data, submission, tmp_path):
+    moved = tmp_path / "elsewhere" / "outputs"
+    shutil.copytree(swept / "outputs", moved)
+    promote([str(moved)], tmp_path / "submission", swept_data)
+    winners = json.loads((tmp_path / "submission" / "winners.json").read_text())
+    assert all(Path(w["checkpoint"]).is_relative_to(moved) for w in winners.values()), "the records follow the move"
+    assert digest(tmp_path / "submission").keys() == digest(submission).keys()
+    for name in ("densenet.pt", "convnet.pt", "bestmodel.pt", "best_model_predictions.csv"):
+        assert (tmp_path / "submission" / name).read_bytes() == (submission / name).read_bytes()
+    mode = (tmp_path / "submission").stat().st_mode & 0o777
+    assert oct(mode) == oct(0o777 & ~current_umask()), "a folder with ordinary permissions"
+
+
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEV_MAJORITY, TRAIN_MAJORITY, run_cli
+from conftest import DEV_MAJORITY, TRAIN_MAJORITY, metrics_under, run_cli
 from qd.core.checkpoint import load_model
 from qd.core.data import CLASS_NAMES, standardise
 from qd.core.predict import predict
@@ -109,7 +109,7 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
     assert answer["1.5.9b"] == f"{biases} biases (100 + 6)"
 
     # The winners' settings and accuracies from their metrics.json files, the curves from their CSV logs.
-    records = [json.loads(p.read_text()) for p in sorted((swept / "outputs").rglob("metrics.json"))]
+    records = metrics_under(swept / "outputs")
     dense, conv = best_complete(records, "densenet"), best_complete(records, "convnet")
     assert any(answer["1.5.10"].startswith(f"learning rate {r['params']['optimizer.lr']:.4g} (Adam, batch size 100, "
                                            f"{r['steps']} steps): dev accuracy {r['best_dev_acc']:.4f}, densenet study "

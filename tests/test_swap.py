@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from qd.deliver.promote import recover, swap_in
+from qd.deliver.swap import recover, swap_in
 
 OLD = {"a.txt": "old a", "b.txt": "old b"}
 NEW = {"a.txt": "new a", "c.txt": "new c"}

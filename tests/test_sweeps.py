@@ -121,7 +121,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     sweep_dirs = sorted(p for p in (tmp_path / "outputs/sweeps/densenet_lr").iterdir() if p.is_dir())
     assert len(sweep_dirs) == 2, "each invocation has its own folder: nothing overwritten"
     assert all(
-        json.loads(Path(m["job_dir"], "metrics.json").read_text()) == m for m in first if m["state"] == "complete"
+        m in sweep_metrics(tmp_path) for m in first if m["state"] == "complete"
     )
 
     again = run_cli(args, tmp_path)
@@ -213,7 +213,7 @@ def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_rec
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
     assert len(ours) == 1 and re.fullmatch(
-        r"sweep failed: all 1 trials failed \(model \{.*'width': 48, 'depth': 3.*\}: its checkpoint would be "
+        r"sweep failed: all 1 trial failed \(model \{.*'width': 48, 'depth': 3.*\}: its checkpoint would be "
         r"[\d,]+ bytes; bestmodel allows at most 1,000,000\)", ours[0]), ours  # fmt: skip
     trial = study_trials(tmp_path, "bestmodel")[0]
     assert trial.state.name == "FAIL" and trial.user_attrs["qd_outcome"] == "failed"

@@ -11,7 +11,7 @@ from qd.core.checkpoint import load_model
 from qd.core.data import load_split
 from qd.core.errors import QDError
 from qd.core.models import TwoLayerDenseNet
-from qd.core.train import LOG_HEADER, Diverged, build_optimizer, build_scheduler, train
+from qd.core.train import LOG_HEADER, Diverged, NotLearning, build_optimizer, build_scheduler, train
 
 
 def _run(tmp_path, cfg, name="run"):
@@ -77,6 +77,8 @@ def test_same_seed_same_log(course_dir, tmp_path):
         ("train", "batch_size", 5000, r"--bs \(train.batch_size\): got 5000; expected a whole number from 1 to 1200"),
         ("train", "steps", 0, r"--epochs \(train.steps\): got 0; expected a positive number of optimisation steps"),
         ("train", "ema", 1.0, r"train.ema: got 1.0; expected 0 \(off\) or a decay from 0 to 1, such as 0.998"),
+        ("train", "max_loss", 0, r"train.max_loss: got 0; expected a positive loss, such as 100"),
+        ("train", "not_learning_after", 0.5, r"train.not_learning_after: got 0.5; expected null \(off\) or a step"),
         (
             "optimizer",
             "eps",
@@ -133,6 +135,26 @@ def test_training_runs_under_each_scheduler(course_dir, tmp_path, scheduler):
     assert _run(tmp_path, cfg)["steps"] == 20
 
 
+def test_a_loss_past_the_bound_is_divergence_too(course_dir, tmp_path):
+    """Adam at learning rate 1e3 reaches losses in the millions at chance accuracy without a NaN."""
+    cfg = tiny_config("densenet", course_dir, steps=50)
+    cfg["optimizer"]["lr"] = 1e3
+    with pytest.raises(Diverged, match=r"^training diverged at step \d+ \(loss [\d.e+]+, above train.max_loss=100\); "
+                                       r"try a smaller --LR \(optimizer.lr\)$"):  # fmt: skip
+        _run(tmp_path, cfg)
+
+
+def test_a_run_at_chance_past_its_warm_up_is_not_learning(course_dir, tmp_path):
+    cfg = tiny_config("densenet", course_dir, steps=40, not_learning_after=20)
+    cfg["optimizer"]["lr"] = 1e-9
+    expected = (r"^not learning: dev accuracy at most 0\.1\d+ by step 20 \(chance 0\.1667; "
+                r"train.not_learning_after=20\); try another --LR \(optimizer.lr\)$")  # fmt: skip
+    with pytest.raises(NotLearning, match=expected):
+        _run(tmp_path, cfg)
+    cfg["optimizer"]["lr"] = 1e-3
+    assert _run(tmp_path, cfg)["best_dev_acc"] > 1 / 6 + 0.02, "a run that learns is not stopped"
+
+
 def test_running_out_of_device_memory_is_one_line_naming_the_batch_size(course_dir, tmp_path, monkeypatch):
     def out_of_memory(self, x):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total)")
@@ -147,7 +169,8 @@ def test_running_out_of_device_memory_is_one_line_naming_the_batch_size(course_d
 def test_divergence_stops_at_once_and_writes_no_checkpoint(course_dir, tmp_path):
     cfg = tiny_config("densenet", course_dir, steps=200)
     cfg["optimizer"] = {"_target_": "torch.optim.SGD", "lr": 1e4}
-    with pytest.raises(Diverged, match=r"training diverged at step \d+ \(loss (nan|inf)\); try a smaller --LR"):
+    diverged = r"training diverged at step \d+ \(loss (nan|inf|[\d.e+]+, above train.max_loss=100)\); try a smaller"
+    with pytest.raises(Diverged, match=diverged):
         _run(tmp_path, cfg)
     assert not (tmp_path / "run.pt").exists()
 

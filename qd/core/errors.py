@@ -15,6 +15,11 @@ class Pruned(Exception):
     """Raised from an evaluation callback to stop a hopeless job (a sweep's pruner)."""
 
 
+class SweepFailed(BaseException):
+    """Every trial of a sweep failed. A BaseException, so that it stops the sweep past the sweeper's own
+    handling of a failed trial; main_<model>.py prints its message alone."""
+
+
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a QDError into `error: <message>` on stderr and exit status 2, like argparse."""

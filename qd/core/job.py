@@ -17,6 +17,9 @@ from qd.core.errors import Pruned, one_line
 from qd.core.fsutil import atomic_write_text
 
 RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
+# The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. (The
+# data folder, which lies outside, stays absolute.)
+PATH_FIELDS = ("job_dir", "checkpoint", "log")
 
 
 def run_job(
@@ -32,8 +35,8 @@ def run_job(
     from qd.core.runtime import peak_rss_mb  # here: readers of records (qd results) need not import torch
     from qd.core.train import train
 
-    log, checkpoint = Path(log).resolve(), Path(checkpoint).resolve()  # records name files wherever they are read
-    data_dir = str(Path(cfg["data"]["dir"]).resolve())
+    log, checkpoint, record = (Path(os.path.abspath(p)) for p in (log, checkpoint, record))
+    data_dir = os.path.abspath(cfg["data"]["dir"])
     fields = {"format": RECORD_FORMAT, "model": cfg["model"]["name"], "data_dir": data_dir, **info}
     fields.update(pid=os.getpid(), started=time.time())
     try:
@@ -49,4 +52,5 @@ def run_job(
         if log.exists():  # training started
             fields.update(finished=time.time(), peak_rss_mb=peak_rss_mb())
             fields["wall_time_s"] = fields["finished"] - fields["started"]
-            atomic_write_text(record, json.dumps(fields, indent=2, default=str) + "\n")
+            written = {k: os.path.relpath(v, record.parent) if k in PATH_FIELDS else v for k, v in fields.items()}
+            atomic_write_text(record, json.dumps(written, indent=2, default=str) + "\n")

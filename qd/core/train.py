@@ -24,11 +24,12 @@ from torch import nn
 from qd.core.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
 from qd.core.augment import augment, is_active
 from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
-from qd.core.data import Split, load_split, require_files
+from qd.core.data import N_CLASSES, Split, load_split, require_files
 from qd.core.errors import QDError
 from qd.core.models import build_model, count_parameters
 from qd.core.runtime import configure_cpu, resolve_device
 
+LEARNING_MARGIN = 0.02  # how far above chance dev accuracy must get by train.not_learning_after
 LOG_COLUMNS = ("step", "train_loss", "train_acc", "dev_loss", "dev_acc")
 LOG_HEADER = ",".join(LOG_COLUMNS)
 # Config keys as the course command line spells them, for error messages.
@@ -36,12 +37,23 @@ COURSE_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps
 
 
 class Diverged(QDError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite or larger than train.max_loss."""
+
+
+class NotLearning(QDError):
+    """Dev accuracy stayed at chance until train.not_learning_after of the steps."""
 
 
 def flag(key: str) -> str:
     """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
     return f"{COURSE_FLAGS[key]} ({key})" if key in COURSE_FLAGS else key
+
+
+def config_terms(message: str) -> str:
+    """`message` as Hydra overrides spell settings: `--LR (optimizer.lr)` becomes `optimizer.lr`."""
+    for key in COURSE_FLAGS:
+        message = message.replace(flag(key), key)
+    return message
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
@@ -87,6 +99,11 @@ def check_config(cfg: dict, n_train: int) -> None:
         raise QDError(f"{flag('train.steps')}: got {steps}; expected a positive number of optimisation steps")
     if not (isinstance(ema := cfg["train"]["ema"], (int, float)) and 0 <= ema < 1):
         raise QDError(f"train.ema: got {ema}; expected 0 (off) or a decay from 0 to 1, such as 0.998")
+    if not (isinstance(bound := cfg["train"]["max_loss"], (int, float)) and bound > 0):
+        raise QDError(f"train.max_loss: got {bound}; expected a positive loss, such as 100")
+    after = cfg["train"]["not_learning_after"]
+    if not (after is None or (isinstance(after, int) and after > 0)):
+        raise QDError(f"train.not_learning_after: got {after}; expected null (off) or a step, such as 500")
 
 
 class WeightAverage:
@@ -225,9 +242,11 @@ def fit(
                 order, cursor = torch.randperm(len(x), generator=batch_gen), 0
             loss = batch_loss(model, loss_fn, x, y, order[cursor : cursor + bs], aug_cfg, aug_gen)
             cursor += bs
-            if not torch.isfinite(loss):
+            if not loss <= tcfg["max_loss"]:  # also NaN; one wait for the step, as any finiteness check
+                value = loss.item()
+                above = f", above train.max_loss={tcfg['max_loss']:g}" if math.isfinite(value) else ""
                 raise Diverged(
-                    f"training diverged at step {step} (loss {loss.item()}); try a smaller {flag('optimizer.lr')}"
+                    f"training diverged at step {step} (loss {value:.4g}{above}); try a smaller {flag('optimizer.lr')}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -248,6 +267,12 @@ def fit(
                 progress.update(
                     step, f"loss {loss.item():.3f} dev_acc {dev_acc:.3f} best {best['dev_acc']:.3f}", force=True
                 )
+                after = tcfg["not_learning_after"]
+                if after and step >= after and best["dev_acc"] <= 1 / N_CLASSES + LEARNING_MARGIN:
+                    raise NotLearning(
+                        f"not learning: dev accuracy at most {best['dev_acc']:.4f} by step {step} (chance "
+                        f"{1 / N_CLASSES:.4f}; train.not_learning_after={after}); try another {flag('optimizer.lr')}"
+                    )
                 if on_eval:
                     called = time.perf_counter()
                     on_eval(history[-1])

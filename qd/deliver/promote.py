@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
 from qd.deliver.bundle import MODELS, PREDICTIONS, write_code_zip
 from qd.deliver.model_readme import write_model_readme
+from qd.deliver.swap import replaced
 from qd.experiment.results import collect, label, rank
 
 TOLERANCE = 1e-6
@@ -110,45 +110,18 @@ def check_course_predict(model: str, weights: Path, data_dir: Path, expected: Pa
             )
 
 
-def swap_in(stage: Path, out: Path) -> None:
-    """Replace `out` by `stage`; a crash in between leaves `.<out>.previous`, restored by `recover`."""
-    previous = out.with_name(f".{out.name}.previous")
-    if out.exists():
-        os.rename(out, previous)
-    os.rename(stage, out)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
-def recover(out: Path) -> None:
-    """Undo what an interrupted promotion left: staging folders, and a previous submission mid-swap."""
-    previous = out.with_name(f".{out.name}.previous")
-    if previous.exists():
-        if out.exists():
-            shutil.rmtree(previous)
-        else:
-            os.rename(previous, out)
-    for stale in out.parent.glob(f".{out.name}.staging-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def promote(sources: list[str], out: Path, data_dir: Path) -> dict[str, dict]:
     """Build, verify and swap in a new submission; return the winners."""
-    recover(out)
     records = collect(sources)
     winners, skipped = pick_winners(records, data_dir)
     for line in skipped:
         print(line)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    with replaced(out) as stage:
         for model in MODELS:
             stage_model(winners[model], stage, data_dir)
         write_model_readme(stage / "README.md", winners["bestmodel"], records)
         (stage / "winners.json").write_text(json.dumps(winners, indent=2, sort_keys=True, default=str) + "\n")
         write_code_zip(stage / "code.zip", stage)
-        swap_in(stage, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return winners
 
 

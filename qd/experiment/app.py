@@ -6,6 +6,7 @@ Every job (a single run or a sweep trial) that starts training leaves in its Hyd
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -15,11 +16,12 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, exit_on_user_error
+from qd.core.errors import QDError, SweepFailed, exit_on_user_error
 from qd.experiment.conf import CONF_DIR
 
 # torch (qd.core.job) and optuna (qd.experiment.sweep) are imported where they are needed: a sweep's
@@ -34,24 +36,53 @@ OmegaConf.register_new_resolver(
 
 
 INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def run_hydra(model: str, argv: list[str]) -> None:
-    """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags)."""
+    """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags).
+
+    Before Hydra starts, the overrides, the config and a sweep's study are checked, each failure one line
+    (exit 2); Ctrl-C is one line too. HYDRA_FULL_ERROR=1 shows tracebacks instead.
+    """
+    # -m anywhere on the line: Hydra's parser takes no override after it, and qd may add one
+    multirun = [a for a in argv if a in MULTIRUN_FLAGS]
+    argv = [a for a in argv if a not in MULTIRUN_FLAGS]
     if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
         with exit_on_user_error():
-            cfg = compose_checked(model, argv)
-            if is_optuna_sweep(cfg.hydra, argv) and cfg.hydra.sweeper.storage:
+            cfg = compose_checked(model, argv + multirun)
+            sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
+            check_settings(cfg, sweep)
+            if sweep and storage_of(cfg.hydra.sweeper):
                 from qd.experiment.sweep import resume_overrides
 
-                argv = argv + resume_overrides(cfg.hydra.sweeper, cfg.resume.unclaimed_after_s)
-    sys.argv = [f"main_{model}.py", *argv]
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+                argv += resume_overrides(cfg.hydra.sweeper, cfg.resume.unclaimed_after_s)
+    sys.argv = [f"main_{model}.py", *argv, *multirun]
+    try:
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+    except SweepFailed as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print("\ninterrupted: the trials that finished are kept; run the same command again to resume a sweep",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(130) from None
 
 
 def compose_checked(model: str, argv: list[str]) -> DictConfig:
     """The config, `hydra` node included, that `argv` composes to; a bad override is one line naming it (QDError)."""
-    parsed = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    parser, parsed = OverridesParser.create(), []
+    for override in (a for a in argv if not a.startswith("-")):
+        try:
+            parsed += parser.parse_overrides([override])
+        except OverrideParseException:
+            key, _, value = override.partition("=")
+            raise QDError(
+                f"bad override {override}: Hydra's override grammar cannot read it; a value that holds = ? ( ) [ ] "
+                f"or spaces needs quotes: '{key}=\"{value}\"'"
+            ) from None
     overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -64,6 +95,38 @@ def compose_checked(model: str, argv: list[str]) -> DictConfig:
         raise QDError(f"bad override: {lines[0]}; {detail}") from None
 
 
+def storage_of(sweeper: DictConfig) -> str | None:
+    """The sweep's study storage URL; +launcher=slurm takes it from QD_STORAGE, which must be set."""
+    try:
+        return sweeper.storage
+    except InterpolationResolutionError:
+        raise QDError(
+            "hydra.sweeper.storage: +launcher=slurm records the study in the database QD_STORAGE names, and "
+            "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
+        ) from None
+
+
+def check_settings(cfg: DictConfig, sweep: bool) -> None:
+    """Refuse, before any job starts, settings that every job would fail on (QDError naming the key)."""
+    from qd.core.train import build_optimizer, build_scheduler, new_model
+    from qd.datasets.prepare import BUILDERS
+
+    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    prepare = job["data"].get("prepare", "none")
+    if prepare != "none" and prepare not in BUILDERS:
+        raise QDError(f"data.prepare: got {prepare!r}; expected none, synthetic or real_sample")
+    if sweep:
+        from qd.experiment.sweep import make_pruner
+
+        make_pruner(job.get("pruning"))
+    import torch
+
+    optimizer = build_optimizer(job["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
+    build_scheduler(job["scheduler"], optimizer, max(1, int(job["train"]["steps"])))
+    if not sweep:  # a sweep may search the architecture: each trial checks its own
+        new_model(job)
+
+
 def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN or any(a in ("-m", "--multirun") for a in argv)
     return multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower()
@@ -72,6 +135,7 @@ def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
 def task(cfg: DictConfig) -> float:
     """The Hydra task: train one job; a sweep trial reports to its Optuna study."""
     from qd.core.job import run_job
+    from qd.core.train import config_terms
     from qd.datasets.prepare import ensure_data
 
     hc = HydraConfig.get()
@@ -88,6 +152,12 @@ def task(cfg: DictConfig) -> float:
             ensure_data(job_cfg["data"])
             record = run_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
             return record["best_dev_acc"]
+        return math.nan  # the trial failed or was pruned: SweepTrial recorded how, for the study
     with exit_on_user_error():
-        ensure_data(job_cfg["data"])
-        return run_job(job_cfg, **files, info=info, workers=workers)["best_dev_acc"]
+        try:
+            ensure_data(job_cfg["data"])
+            record = run_job(job_cfg, **files, info=info, workers=workers)
+        except QDError as e:
+            raise QDError(config_terms(str(e))) from None
+    print(f"{model}: best dev accuracy {record['best_dev_acc']:.4f} at step {record['best_step']}; wrote {out}")
+    return record["best_dev_acc"]

@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from qd.core.errors import QDError, exit_on_user_error
-from qd.core.job import RECORD_FORMAT
+from qd.core.job import PATH_FIELDS, RECORD_FORMAT
 
 COLUMNS = ["model", "study", "trial", "run", "state", "best_dev_acc", "best_step", "final_dev_acc", "wall_time_s",
            "param_count", "checkpoint_bytes", "params", "job_dir", "reason"]  # fmt: skip
 
 
 def read_record(path: Path) -> dict | None:
-    """A job's record (a metrics.json, or a course run's <stem>.json); None for any other JSON file."""
+    """A job's record (a metrics.json, or a course run's <stem>.json), its paths resolved against the record's
+    folder; None for any other JSON file."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or (path.name != "metrics.json" and record.get("format") != RECORD_FORMAT):
         return None
-    record.setdefault("job_dir", str(path.parent.resolve()))
+    folder = Path(os.path.abspath(path.parent))
+    record.setdefault("job_dir", ".")
+    for name in PATH_FIELDS:
+        if isinstance(record.get(name), str):
+            record[name] = str(Path(os.path.normpath(folder / record[name])))
     return record
 
 
@@ -55,11 +61,19 @@ def label(record: dict) -> str:
 def from_storage(url: str) -> list[dict]:
     """Every trial of every study in an Optuna storage, joined with its job's metrics.json."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from qd.experiment.sweep import REASON
+    from qd.experiment.sweep import REASON, database_error
 
+    path = url.removeprefix("sqlite:///").split("?")[0]
+    if url.startswith("sqlite:///") and not Path(path).is_file():
+        raise QDError(f"{url}: no such database file ({path}); expected the storage of a sweep's study")
+    try:
+        summaries = optuna.get_all_study_summaries(storage=url)
+    except SQLAlchemyError as e:
+        raise database_error(url, e) from None
     records = []
-    for summary in optuna.get_all_study_summaries(storage=url):
+    for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=url)
         for t in study.get_trials(deepcopy=False):
             metrics_file = Path(t.user_attrs.get("job_dir", "/nonexistent"), "metrics.json")
@@ -72,10 +86,12 @@ def from_storage(url: str) -> list[dict]:
 
 
 def collect(sources: list[str]) -> list[dict]:
-    records = []
+    """Every job the sources hold, each once though a folder and a storage both name it."""
+    records = {}
     for source in sources:
-        records += from_storage(source) if "://" in source else from_folder(Path(source))
-    return records
+        for record in from_storage(source) if "://" in source else from_folder(Path(source)):
+            records.setdefault(key(record), record)
+    return list(records.values())
 
 
 def rank(records: list[dict]) -> list[dict]:
@@ -108,9 +124,13 @@ def main(argv: list[str] | None = None) -> None:
 
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.max_rows", 500):
         print(df.drop(columns=["job_dir"]).to_string(index=False))
-    best = rank(records)[0]
-    print(f"\nbest: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
-    print(f"      {best['job_dir']}")
+    complete = [r for r in records if r.get("state") == "complete"]
+    if complete:
+        best = rank(complete)[0]
+        print(f"\nbest: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
+        print(f"      {best['job_dir']}")
+    else:
+        print(f"\nno complete trial: {len(records)} failed, pruned or running")
     if args.csv:
         df.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

@@ -22,22 +22,13 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from qd.core.errors import Pruned, QDError, one_line
+from qd.core.errors import Pruned, QDError, SweepFailed, one_line
+from qd.core.train import config_terms
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended.
 JOB_DIR, WORKER, OUTCOME, REASON = "job_dir", "worker", "qd_outcome", "qd_reason"
 _job_numbers = itertools.count()
-
-
-class SweepFailed(Exception):
-    """Every trial of the sweep failed; Hydra prints this message alone (see CompactHydraException)."""
-
-
-def _compact(error: SweepFailed) -> Exception:
-    from hydra.errors import CompactHydraException
-
-    return CompactHydraException(str(error))
 
 
 def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
@@ -75,20 +66,42 @@ def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) ->
     uncached = optuna.storages.RDBStorage(storage)
 
     def honest_tell(trial, state=None, values=None, **kwargs):
-        reason = ""
-        if state == TrialState.FAIL:
-            attrs = uncached.get_trial_user_attrs(trial._trial_id)
-            reason = attrs.get(REASON, "the job ended without saying why")
-            if attrs.get(OUTCOME) == "pruned":
-                state = TrialState.PRUNED
+        attrs = uncached.get_trial_user_attrs(trial._trial_id)
+        reason = attrs.get(REASON, "the job ended without saying why")
+        if attrs.get(OUTCOME):  # the job ended early and returned no accuracy (SweepTrial)
+            state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
         result = tell(trial, state=state, values=values, **kwargs)
         study._qd_told.append((state, reason))
-        if len(study._qd_told) == n_trials and all(s == TrialState.FAIL for s, _ in study._qd_told):
-            reasons = "; ".join(sorted({r for _, r in study._qd_told}))
-            raise _compact(SweepFailed(f"sweep failed: all {n_trials} trials failed ({reasons})"))
+        if state == TrialState.COMPLETE:
+            print(f"trial {trial.number}: dev accuracy {values[0]:.4f}", flush=True)
+        else:
+            ended = "pruned" if state == TrialState.PRUNED else "failed"
+            print(f"trial {trial.number} {ended}: {reason}", flush=True)
+        if len(study._qd_told) == n_trials:
+            _summarise(study, n_trials)
         return result
 
     study.tell = honest_tell
+
+
+def n_trials_text(n: int) -> str:
+    return f"{n} trial{'' if n == 1 else 's'}"
+
+
+def _summarise(study: optuna.Study, n_trials: int) -> None:
+    """The invocation's last trial is told: how its trials ended, and the study's best; or, when every one
+    failed, end the sweep with one line."""
+    states = [state for state, _ in study._qd_told]
+    counts = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
+              "failed": states.count(TrialState.FAIL)}  # fmt: skip
+    if counts["failed"] == n_trials:
+        reasons = "; ".join(sorted({reason for _, reason in study._qd_told}))
+        raise SweepFailed(f"sweep failed: all {n_trials_text(n_trials)} failed ({reasons})")
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    tail = f"; the study's best: trial {best.number}, dev accuracy {best.value:.4f}" if best else ""
+    ended = ", ".join(f"{n} {k}" for k, n in counts.items())
+    print(f"sweep done: {n_trials_text(n_trials)}, {ended}{tail}", flush=True)
 
 
 def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
@@ -134,10 +147,13 @@ class SweepTrial:
     def __enter__(self) -> SweepTrial:
         return self
 
-    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> bool:
+        """Record how a job that ended early ended, and swallow the error (not an interrupt): the sweeping
+        process prints the trial's one line, instead of Hydra's traceback for a failed job."""
         if error is not None:
             self.trial.set_user_attr(OUTCOME, "pruned" if isinstance(error, Pruned) else "failed")
-            self.trial.set_user_attr(REASON, one_line(error))
+            self.trial.set_user_attr(REASON, str(error) if isinstance(error, Pruned) else config_terms(one_line(error)))
+        return isinstance(error, Exception)
 
 
 def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
@@ -146,7 +162,10 @@ def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]
     Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
     to run, say so and exit.
     """
-    study = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
+    study, existed = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
+    if not existed:
+        print(f"new study {sweeper.study_name}: {n_trials_text(int(sweeper.n_trials))} to run")
+        return []
     _fail_dead_trials(study, unclaimed_after_s)
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state.is_finished() for t in trials)
@@ -159,23 +178,40 @@ def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]
     return [f"hydra.sweeper.n_trials={remaining}"]
 
 
-def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> optuna.Study:
-    """Create or load the study before the sweeper does.
+def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> tuple[optuna.Study, bool]:
+    """Create or load the study before the sweeper does; whether it existed before.
 
     Optuna 2.10 creates its tables and the study without guarding against a second worker doing the
     same at the same moment (PostgreSQL then refuses a duplicate type or row): retry, and the loser
-    finds what the winner created.
+    finds what the winner created. A database that cannot be reached is one line (QDError).
     """
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(attempts - 1):
+    for attempt in range(attempts):
         try:
-            return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
-        except SQLAlchemyError:
+            rdb = optuna.storages.RDBStorage(storage)
+            existed = name in {s.study_name for s in rdb.get_all_study_summaries()}
+            return optuna.create_study(study_name=name, storage=rdb, direction=direction, load_if_exists=True), existed
+        except ArgumentError as e:
+            raise QDError(f"hydra.sweeper.storage={storage}: not a database URL ({e})") from None
+        except SQLAlchemyError as e:
+            if (isinstance(e, OperationalError) and "connect" in str(e).lower()) or attempt == attempts - 1:
+                raise database_error(storage, e) from None
             time.sleep(0.2 + random.random())
-    return optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    raise AssertionError("unreachable")
+
+
+def database_error(storage: str, error: Exception) -> QDError:
+    """One line for a study database that cannot be opened, its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    return QDError(
+        f"{make_url(storage).render_as_string(hide_password=True)}: cannot open the study's database ({detail}); "
+        "check that the server runs, that host, port and database are right and that it accepts connections from here"
+    )
 
 
 def process_alive(pid: int) -> bool:

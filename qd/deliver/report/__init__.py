@@ -14,31 +14,23 @@ measure.py measures, figures.py draws, render.py writes the text; this module pu
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 from qd.core.errors import exit_on_user_error
 from qd.core.fsutil import atomic_write_text
 from qd.core.runtime import configure_cpu
-from qd.deliver.promote import recover, swap_in
 from qd.deliver.report.measure import measure
 from qd.deliver.report.render import render
+from qd.deliver.swap import replaced
 
 
 def write_report(submission: Path, sources: list[str], out: Path) -> Path:
     """Build report.md, answers.tex and the figures in a folder beside `out`, then swap it in."""
     m = measure(submission, sources)
-    recover(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    with replaced(out) as stage:
         report_md, answers_tex = render(m, stage)
         atomic_write_text(stage / "report.md", report_md)
         atomic_write_text(stage / "answers.tex", answers_tex)
-        swap_in(stage, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return out / "report.md"
 
 

@@ -15,7 +15,7 @@ from qd.core.errors import QDError
 from qd.core.predict import predict
 from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS
-from qd.experiment.results import collect, key, label
+from qd.experiment.results import collect, label
 
 SEED = 0
 N_SHOWN = 10
@@ -157,8 +157,8 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
     winners = load_winners(submission)
     data_dir = Path(winners["bestmodel"]["data_dir"]).resolve()
     require_files(data_dir, ("train", "dev"))
-    found = {key(r): r for r in collect(sources)}
-    records = [r for r in found.values() if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
+    found = collect(sources)
+    records = [r for r in found if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
     m = Measurements(submission, sources, data_dir, winners, records, len(found) - len(records))
     m.logs = {model: read_log(winners[model], model) for model in ("densenet", "convnet")}
     for split in ("dev", "train"):
