@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,11 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def test_a_trial_named_by_its_folder_and_by_its_study_counts_once(swept, swept_data, tmp_path):
+    storage = f"sqlite:///{swept}/outputs/sweeps/best.db"
+    promote([str(swept / "outputs"), storage], tmp_path / "submission", swept_data)
+    readme = (tmp_path / "submission" / "README.md").read_text()
+    assert "\n2 trials: 2 complete, 0 pruned early, 0 failed.\n" in readme, "the study best holds 2 trials"
+    assert len(re.findall(r"^\| best \| \d \| complete \|", readme, re.M)) == 2

@@ -1,0 +1,147 @@
+"""The sweep layer's own words, as a user sees them in a terminal: one line for each failure, refusal and outcome."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli, study_trials
+
+HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "Traceback", "Joblib.Parallel")
+
+
+def main(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """main_densenet.py with `args`, in `tmp_path`, QD_STORAGE unset."""
+    env = {k: v for k, v in os.environ.items() if k != "QD_STORAGE"}
+    return subprocess.run([sys.executable, str(ROOT / "main_densenet.py"), *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=400, env={**env, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
+def ours(text: str) -> list[str]:
+    """The lines qd printed: Hydra's own log lines (`[date][HYDRA] ...`) left out."""
+    return [line for line in text.splitlines() if line and not re.match(r"^\[[\d-]+ [\d:,]+\]\[HYDRA\]", line)]
+
+
+REFUSALS = [
+    (["+sweep=densenet_lr", "hydra.sweeper.storage=sqlite:///x.db?timeout=60"],
+     "error: bad override hydra.sweeper.storage=sqlite:///x.db?timeout=60: Hydra's override grammar cannot read it; "
+     "a value that holds = ? ( ) [ ] or spaces needs quotes: 'hydra.sweeper.storage=\"sqlite:///x.db?timeout=60\"'"),
+    (["optimizer.lr=(1"],
+     "error: bad override optimizer.lr=(1: Hydra's override grammar cannot read it; a value that holds = ? ( ) [ ] or "
+     "spaces needs quotes: 'optimizer.lr=\"(1\"'"),
+    (["+sweep=densenet_lr", "+launcher=slurm"],
+     "error: hydra.sweeper.storage: +launcher=slurm records the study in the database QD_STORAGE names, and "
+     "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"),
+    (["+sweep=densenet_lr", "hydra.sweeper.storage=postgresql://qd:secret@127.0.0.1:1/qd"],
+     "error: postgresql://qd:***@127.0.0.1:1/qd: cannot open the study's database (connection to server at "
+     "\"127.0.0.1\", port 1 failed: Connection refused); check that the server runs, that host, port and database "
+     "are right and that it accepts connections from here"),
+    (["+sweep=densenet_lr", "hydra.sweeper.storage=nowhere"],
+     "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
+    (["+sweep=densenet_lr", "pruning.name=hyperband"],
+     "error: pruning.name: got 'hyperband'; expected none, median or halving"),
+    (["+sweep=densenet_lr", "scheduler.name=step"],
+     "error: scheduler.name: got 'step'; expected none, cosine or onecycle"),
+    (["+sweep=densenet_lr", "+optimizer.eps=-1"],
+     "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
+     "Invalid epsilon value: -1"),
+    (["data.prepare=magic"], "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, expected", REFUSALS, ids=lambda v: str(v)[:40])
+def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(tmp_path, args, expected):
+    result = main(tmp_path, *args, "-m")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == expected + "\n"
+    assert list(tmp_path.iterdir()) == [], "no outputs, no database"
+
+
+@pytest.mark.slow
+def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_dir, tmp_path):
+    result = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30",
+                  "train.eval_every=10", "optimizer=sgd", "optimizer.lr=choice(0.05, 1e4, 0.000001)",
+                  "pruning.name=median", "+pruning.n_startup_trials=1", "hydra.sweeper.n_trials=4", "-m")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = ours(result.stdout)
+    states = {t.number: t.state.name for t in study_trials(tmp_path, "densenet_lr")}
+    assert lines[0] == "new study densenet_lr: 4 trials to run"
+    for number, state in states.items():
+        pattern = {
+            "COMPLETE": rf"trial {number}: dev accuracy 0\.\d{{4}}",
+            "FAIL": rf"trial {number} failed: training diverged at step \d+ \(loss [^)]+\); try a smaller optimizer.lr",
+            "PRUNED": rf"trial {number} pruned: pruned at step \d+ with dev accuracy 0\.\d{{4}}",
+        }[state]
+        assert any(re.fullmatch(pattern, line) for line in lines), (state, lines)
+    counts = {s: list(states.values()).count(s) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    assert counts["FAIL"] and counts["COMPLETE"], states
+    summary = (rf"sweep done: 4 trials, {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} "
+               r"failed; the study's best: trial \d, dev accuracy 0\.\d{4}")  # fmt: skip
+    assert re.fullmatch(summary, lines[-1]), lines
+    assert not [line for line in result.stdout.splitlines() + result.stderr.splitlines()
+                if any(noise in line for noise in HYDRA_NOISE)]  # fmt: skip
+
+    again = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30", "hydra.sweeper.n_trials=5",
+                 "optimizer=sgd", "optimizer.lr=choice(0.05)", "-m")  # fmt: skip
+    assert ours(again.stdout)[0] == "resuming study densenet_lr: 4 finished trials kept, 1 to run"
+
+
+@pytest.mark.slow
+def test_a_single_run_says_where_it_wrote_and_m_may_come_last(course_dir, tmp_path):
+    single = main(tmp_path, f"data.dir={course_dir}", "train.steps=20")
+    assert single.returncode == 0, single.stderr
+    (folder,) = (tmp_path / "outputs/runs/densenet").iterdir()
+    assert re.fullmatch(rf"densenet: best dev accuracy 0\.\d{{4}} at step 20; wrote {re.escape(str(folder))}\n",
+                        single.stdout)  # fmt: skip
+    for n_trials, started in ((1, "new study densenet_lr: 1 trial to run"),
+                              (2, "resuming study densenet_lr: 1 finished trials kept, 1 to run")):  # fmt: skip
+        last = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20",
+                    f"hydra.sweeper.n_trials={n_trials}", "-m")  # fmt: skip
+        assert last.returncode == 0, last.stderr
+        assert ours(last.stdout)[0] == started
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line(course_dir, tmp_path):
+    args = [sys.executable, str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+            "train.steps=1000000", "hydra.sweeper.n_trials=2"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("outputs/sweeps/densenet_lr/*/0/densenet.log")):
+        assert time.time() < deadline and proc.poll() is None, "the first trial never started training"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == ("\ninterrupted: the trials that finished are kept; run the same command again to resume a "
+                   "sweep\n")  # fmt: skip
+
+
+def test_the_help_lists_the_sweep_presets_only(tmp_path):
+    result = main(tmp_path, "--help")
+    assert "sweep: bestmodel, convnet, densenet_lr\n" in result.stdout
+
+
+@pytest.mark.slow
+def test_results_of_a_study_without_a_complete_trial_and_of_a_missing_database(course_dir, tmp_path):
+    failed = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20", "optimizer=sgd",
+                  "optimizer.lr=choice(1e4)", "hydra.sweeper.n_trials=2", "-m")  # fmt: skip
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[-1].startswith("sweep failed: all 2 trials failed (training diverged at step ")
+    for source in ("sqlite:///outputs/sweeps/densenet_lr.db", "outputs/sweeps"):
+        listed = run_cli(["-m", "qd", "results", source], tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.endswith("\nno complete trial: 2 failed, pruned or running\n")
+    missing = run_cli(["-m", "qd", "results", "sqlite:///outputs/sweeps/nope.db"], tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == ("error: sqlite:///outputs/sweeps/nope.db: no such database file "
+                              "(outputs/sweeps/nope.db); expected the storage of a sweep's study\n")  # fmt: skip
+    assert not (tmp_path / "outputs/sweeps/nope.db").exists()
