@@ -137,9 +137,11 @@ def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_tria
     """Each worker runs n_trials minus what the study held when it started; the study holds their sum."""
 
     def worker(seed: int) -> subprocess.Popen:
+        # Learning rates that train: a trial that fails here fails because of the sharing.
         args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=10", "train.eval_every=10",
                 "+sweep=densenet_lr", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
-                f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=shared"]  # fmt: skip
+                f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=shared",
+                "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
         return start(args, tmp_path)
 
     shares = []
@@ -154,7 +156,7 @@ def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_tria
     trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
     records = sweep_metrics(tmp_path)
     assert sorted(t.number for t in trials) == list(range(sum(shares))), "the totals add up, numbered once each"
-    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert all(t.state.name == "COMPLETE" for t in trials), [t.user_attrs.get("qd_reason") for t in trials]
     assert sorted(r["trial"] for r in records) == list(range(sum(shares))), "every trial recorded once"
     assert len({r["job_dir"] for r in records}) == sum(shares)
     for r in records:

@@ -166,6 +166,7 @@ def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, t
     result = sweep(tmp_path, course_dir, "+sweep=densenet_lr", "+launcher=parallel", "hydra.sweeper.n_trials=4")
     assert result.returncode == 0, result.stderr
     assert len({r["pid"] for r in sweep_metrics(tmp_path)}) == 2, "the trials ran in two worker processes"
+    assert "Joblib.Parallel" not in result.stdout + result.stderr, "no line of joblib's per batch"
     assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE"] * 4
 
 
