@@ -43,3 +43,58 @@ def test_every_sweep_preset_composes_with_its_search_space(preset, model):
     assert sweeper.study_name == preset and sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
     assert sweeper.custom_search_space == "qd.experiment.sweep.prepare_trial" and sweeper.max_failure_rate == 1.0
     assert "optimizer.lr" in sweeper.params
+
+
+OPTIMIZER_DEFAULTS = {"adam": {"lr": 0.001, "weight_decay": 0.0}, "adamw": {"lr": 0.001, "weight_decay": 0.01},
+                      "sgd": {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.9}}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["densenet", "convnet", "bestmodel"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_a_models_tuned_optimizer_settings_apply_to_that_optimizer_only(model, optimizer):
+    expected = {**OPTIMIZER_DEFAULTS[optimizer]}
+    if (model, optimizer) == ("bestmodel", "sgd"):  # measured for the best model with SGD (conf/tuned/)
+        expected.update(lr=0.1, weight_decay=0.0005)
+    cfg = compose_config(model, [f"optimizer={optimizer}"])
+    assert {k: cfg["optimizer"][k] for k in expected} == expected
+    assert cfg["optimizer"]["_target_"].lower().endswith(optimizer)
+
+
+def contains(distribution, value) -> bool:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    return distribution.low <= value <= distribution.high
+
+
+PRESETS = [("densenet_lr", "densenet"), ("convnet", "convnet"), ("bestmodel", "bestmodel")]
+
+
+@pytest.mark.parametrize("preset, model", PRESETS)
+def test_every_presets_search_space_contains_its_models_defaults(preset, model):
+    """A search that cannot reach the model's own default cannot tell whether it beat it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
+    default, choices = compose_config(model), dict(cfg.hydra.runtime.choices)
+
+    def value(key):  # a config group's choice (optimizer, augmentation) or a setting's default
+        if key in choices:
+            return choices[key]
+        section, name = key.split(".")
+        return default[section][name]
+
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    searched = {o.get_key_element(): create_optuna_distribution_from_override(o)
+                for o in OverridesParser.create().parse_overrides(params)}  # fmt: skip
+    assert searched
+    for key, distribution in searched.items():
+        assert contains(distribution, value(key)), f"{preset}: {key} = {value(key)} is outside {distribution}"
+    conditional = OmegaConf.select(cfg, "search.conditional")
+    for key, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
+        spec = next(s for s in specs if value(s["when"]["key"]) in s["when"]["values"])
+        assert spec["low"] <= value(key) <= spec["high"], f"{preset}: {key} = {value(key)} is outside {spec}"
