@@ -103,11 +103,14 @@ def sweep_metrics(workdir: Path) -> list[dict]:
     return metrics_under(workdir / "outputs/sweeps")
 
 
-def study_trials(workdir: Path, name: str) -> list:
+def study_trials(workdir: Path, preset: str) -> list:
+    """The trials of the one study in the preset's storage (named `<preset>-<hash of its fixed configuration>`)."""
     import optuna
 
-    storage = f"sqlite:///{workdir}/outputs/sweeps/{name}.db"
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
+    storage = f"sqlite:///{workdir}/outputs/sweeps/{preset}.db"
+    (summary,) = optuna.get_all_study_summaries(storage=storage)
+    assert summary.study_name.startswith(f"{preset}-"), summary.study_name
+    return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
 
 
 def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:

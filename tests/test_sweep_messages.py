@@ -39,11 +39,11 @@ REFUSALS = [
     (["+sweep=densenet_lr", "+launcher=slurm"],
      "error: hydra.sweeper.storage: +launcher=slurm records the study in the database QD_STORAGE names, and "
      "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"),
-    (["+sweep=densenet_lr", "hydra.sweeper.storage=postgresql://qd:secret@127.0.0.1:1/qd"],
+    (["+sweep=densenet_lr", "data.dir={data}", "hydra.sweeper.storage=postgresql://qd:secret@127.0.0.1:1/qd"],
      "error: postgresql://qd:***@127.0.0.1:1/qd: cannot open the study's database (connection to server at "
      "\"127.0.0.1\", port 1 failed: Connection refused); check that the server runs, that host, port and database "
      "are right and that it accepts connections from here"),
-    (["+sweep=densenet_lr", "hydra.sweeper.storage=nowhere"],
+    (["+sweep=densenet_lr", "data.dir={data}", "hydra.sweeper.storage=nowhere"],
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
     (["+sweep=densenet_lr", "pruning.name=hyperband"],
      "error: pruning.name: got 'hyperband'; expected none, median or halving"),
@@ -53,12 +53,20 @@ REFUSALS = [
      "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
      "Invalid epsilon value: -1"),
     (["data.prepare=magic"], "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
+    (["paths.log_dir=logs"],
+     "error: paths.log_dir=logs: paths.* are the course command line's --logDir and --modelSaveDir; a Hydra run "
+     "writes its log, checkpoint and record into its own folder: choose it with hydra.run.dir=DIR (a sweep: "
+     "hydra.sweep.dir=DIR)"),
+    (["+sweep=densenet_lr", "data.dir=nowhere"],
+     "error: nowhere: missing fruit_images.npy, fruit_labels.npy, fruit_dev_images.npy, fruit_dev_labels.npy; "
+     "put the course's five .npy files there, or run `python -m qd data synth --out data/synthetic` (the embedded "
+     "synthetic set) or `python -m qd data fetch --out DIR` (real QuickDraw drawings)"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("args, expected", REFUSALS, ids=lambda v: str(v)[:40])
-def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(tmp_path, args, expected):
-    result = main(tmp_path, *args, "-m")
+def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(course_dir, tmp_path, args, expected):
+    result = main(tmp_path, *(a.format(data=course_dir) for a in args), "-m")
     assert result.returncode == 2, result.stderr
     assert result.stderr == expected + "\n"
     assert list(tmp_path.iterdir()) == [], "no outputs, no database"
@@ -66,13 +74,14 @@ def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(tm
 
 @pytest.mark.slow
 def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_dir, tmp_path):
-    result = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30",
-                  "train.eval_every=10", "optimizer=sgd", "optimizer.lr=choice(0.05, 1e4, 0.000001)",
-                  "pruning.name=median", "+pruning.n_startup_trials=1", "hydra.sweeper.n_trials=4", "-m")  # fmt: skip
+    args = ["+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30", "train.eval_every=10", "optimizer=sgd",
+            "optimizer.lr=choice(0.05, 1e4, 0.000001)", "pruning.name=median", "+pruning.n_startup_trials=1",
+            "hydra.sweeper.n_trials=4", "-m"]  # fmt: skip
+    result = main(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)
     states = {t.number: t.state.name for t in study_trials(tmp_path, "densenet_lr")}
-    assert lines[0] == "new study densenet_lr: 4 trials to run"
+    assert re.fullmatch(r"new study densenet_lr-[0-9a-f]{8}: 4 trials to run", lines[0]), lines
     for number, state in states.items():
         pattern = {
             "COMPLETE": rf"trial {number}: dev accuracy 0\.\d{{4}}",
@@ -88,9 +97,8 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
     assert not [line for line in result.stdout.splitlines() + result.stderr.splitlines()
                 if any(noise in line for noise in HYDRA_NOISE)]  # fmt: skip
 
-    again = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30", "hydra.sweeper.n_trials=5",
-                 "optimizer=sgd", "optimizer.lr=choice(0.05)", "-m")  # fmt: skip
-    assert ours(again.stdout)[0] == "resuming study densenet_lr: 4 finished trials kept, 1 to run"
+    again = main(tmp_path, *args[:-2], "hydra.sweeper.n_trials=5", "-m")
+    assert ours(again.stdout)[0] == f"resuming study {lines[0].split()[2][:-1]}: 4 finished trials kept, 1 to run"
 
 
 @pytest.mark.slow
@@ -100,12 +108,13 @@ def test_a_single_run_says_where_it_wrote_and_m_may_come_last(course_dir, tmp_pa
     (folder,) = (tmp_path / "outputs/runs/densenet").iterdir()
     assert re.fullmatch(rf"densenet: best dev accuracy 0\.\d{{4}} at step 20; wrote {re.escape(str(folder))}\n",
                         single.stdout)  # fmt: skip
-    for n_trials, started in ((1, "new study densenet_lr: 1 trial to run"),
-                              (2, "resuming study densenet_lr: 1 finished trials kept, 1 to run")):  # fmt: skip
+    study = r"study densenet_lr-[0-9a-f]{8}"
+    for n_trials, started in ((1, rf"new {study}: 1 trial to run"),
+                              (2, rf"resuming {study}: 1 finished trials kept, 1 to run")):  # fmt: skip
         last = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20",
                     f"hydra.sweeper.n_trials={n_trials}", "-m")  # fmt: skip
         assert last.returncode == 0, last.stderr
-        assert ours(last.stdout)[0] == started
+        assert re.fullmatch(started, ours(last.stdout)[0]), last.stdout
 
 
 @pytest.mark.slow

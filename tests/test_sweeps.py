@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli, study_trials, sweep_metrics
@@ -54,10 +56,10 @@ def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
         assert trial.value == pytest.approx(max(logged.values()), abs=1e-6)
         assert Path(r["checkpoint"]).is_file() and r["state"] == "complete"
     printed = run_cli(["-m", "qd", "results", str(tmp_path / "outputs/sweeps")], tmp_path)
-    expected = f"best: densenet study densenet_lr trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}"
+    expected = f"best: densenet study {best['study']} trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}"
     assert expected in printed.stdout
     served = dashboard_study(tmp_path / "outputs/sweeps/densenet_lr.db")
-    assert served["name"] == "densenet_lr"
+    assert served["name"] == best["study"] and best["study"].startswith("densenet_lr-")
     assert [(t["number"], t["state"], t["values"]) for t in served["trials"]] == [
         (t.number, "Complete", [t.value]) for t in trials
     ]
@@ -110,14 +112,22 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     completed_before = {t.number: t.value for t in study_trials(tmp_path, "densenet_lr") if t.state.name == "COMPLETE"}
     assert 0 in completed_before and len(completed_before) < 4
 
+    interrupted_before = [t for t in study_trials(tmp_path, "densenet_lr") if t.state.name == "RUNNING"]
+    assert len(interrupted_before) == 1, "the kill came while a trial ran"
     result = run_cli(args, tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
-    assert "resuming study densenet_lr:" in result.stdout
+    assert re.search(r"resuming study densenet_lr-\w+: \d finished trials kept, 1 interrupted to run again, \d to run",
+                     result.stdout), result.stdout  # fmt: skip
     trials = study_trials(tmp_path, "densenet_lr")
-    assert len(trials) == 4, "the study ends with the number of trials asked for in total"
+    interrupted = [t for t in trials if t.user_attrs.get("qd_reason") == "interrupted (its process died)"]
+    usable = [t for t in trials if t not in interrupted]
+    assert [t.number for t in interrupted] == [interrupted_before[0].number]
+    assert len(usable) == 4 and all(t.state.name == "COMPLETE" for t in usable), "4 usable trials, as asked for"
     for number, acc in completed_before.items():
         assert trials[number].state.name == "COMPLETE" and trials[number].value == acc
-    assert all(t.state.is_finished() for t in trials)
+    learning_rates = [t.params["optimizer.lr"] for t in usable]
+    assert interrupted[0].params["optimizer.lr"] in learning_rates, "the interrupted trial ran again, as it was"
+    assert len(set(learning_rates)) == 4, f"the resumed sampler proposed a learning rate again: {learning_rates}"
     sweep_dirs = sorted(p for p in (tmp_path / "outputs/sweeps/densenet_lr").iterdir() if p.is_dir())
     assert len(sweep_dirs) == 2, "each invocation has its own folder: nothing overwritten"
     assert all(
@@ -219,3 +229,34 @@ def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_rec
     trial = study_trials(tmp_path, "bestmodel")[0]
     assert trial.state.name == "FAIL" and trial.user_attrs["qd_outcome"] == "failed"
     assert sweep_metrics(tmp_path) == [], "a job refused before training writes no record"
+
+
+def test_a_sweep_of_another_fixed_configuration_is_another_study(course_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(course_dir, data)
+    args = ["+sweep=densenet_lr", f"data.dir={data}", "hydra.sweeper.n_trials=1"]
+    first = sweep(tmp_path, course_dir, *args)
+    longer = sweep(tmp_path, course_dir, *args, steps=30)
+    (name,), (other,) = (re.findall(r"^new study (densenet_lr-[0-9a-f]{8}): 1 trial to run$", r.stdout, re.M)
+                         for r in (first, longer))  # fmt: skip
+    assert name != other
+
+    refused = sweep(tmp_path, course_dir, *args, f"hydra.sweeper.study_name={name}", steps=30)
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: hydra.sweeper.study_name={name}: that study holds trials of another fixed "
+                              "configuration (train.steps: 20 -> 30); leave study_name out for a study of this "
+                              "configuration\n")  # fmt: skip
+    same = sweep(tmp_path, course_dir, *args, f"hydra.sweeper.study_name={name}")
+    assert f"study {name} already holds 1 trial of 1; nothing to run" in same.stdout
+
+    labels = np.load(data / "fruit_labels.npy")
+    np.save(data / "fruit_labels.npy", labels[::-1])  # the same folder, other data
+    relabelled = sweep(tmp_path, course_dir, *args)
+    assert re.search(r"^new study densenet_lr-[0-9a-f]{8}: 1 trial to run$", relabelled.stdout, re.M)
+    assert name not in relabelled.stdout and other not in relabelled.stdout
+
+    storage = f"sqlite:///{tmp_path}/outputs/sweeps/densenet_lr.db"
+    shown = run_cli(["-m", "qd", "results", storage, "--study", other], tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "\n  train.steps: 30\n" in shown.stdout and f"\n  data.dir: {data}\n" in shown.stdout
+    assert len(collect([storage])) == 3 and len({r["study"] for r in collect([storage])}) == 3

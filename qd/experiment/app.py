@@ -50,13 +50,15 @@ def run_hydra(model: str, argv: list[str]) -> None:
     argv = [a for a in argv if a not in MULTIRUN_FLAGS]
     if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
         with exit_on_user_error():
+            refuse_paths(argv)
             cfg = compose_checked(model, argv + multirun)
             sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
-            check_settings(cfg, sweep)
+            job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+            check_settings(job, sweep)
             if sweep and storage_of(cfg.hydra.sweeper):
-                from qd.experiment.sweep import resume_overrides
+                from qd.experiment.sweep import start_study
 
-                argv += resume_overrides(cfg.hydra.sweeper, cfg.resume.unclaimed_after_s)
+                argv += start_study(cfg, job, argv)
     sys.argv = [f"main_{model}.py", *argv, *multirun]
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
@@ -106,12 +108,22 @@ def storage_of(sweeper: DictConfig) -> str | None:
         ) from None
 
 
-def check_settings(cfg: DictConfig, sweep: bool) -> None:
+def refuse_paths(argv: list[str]) -> None:
+    """paths.* are the course command line's --logDir and --modelSaveDir; a Hydra job writes into its own folder."""
+    for override in argv:
+        if override.lstrip("+~").split("=")[0].split(".")[0] == "paths":
+            raise QDError(
+                f"{override}: paths.* are the course command line's --logDir and --modelSaveDir; a Hydra run writes "
+                "its log, checkpoint and record into its own folder: choose it with hydra.run.dir=DIR "
+                "(a sweep: hydra.sweep.dir=DIR)"
+            )
+
+
+def check_settings(job: dict, sweep: bool) -> None:
     """Refuse, before any job starts, settings that every job would fail on (QDError naming the key)."""
     from qd.core.train import build_optimizer, build_scheduler, new_model
     from qd.datasets.prepare import BUILDERS
 
-    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     prepare = job["data"].get("prepare", "none")
     if prepare != "none" and prepare not in BUILDERS:
         raise QDError(f"data.prepare: got {prepare!r}; expected none, synthetic or real_sample")

@@ -4,6 +4,7 @@ python -m qd results outputs/sweeps/densenet_lr            # folders holding job
 python -m qd results model_files                           # the course runs' records (run.sh's trainings)
 python -m qd results sqlite:///outputs/sweeps/densenet_lr.db  # every study in a storage
 python -m qd results outputs --csv trials.csv
+python -m qd results sqlite:///outputs/sweeps/densenet_lr.db --study densenet_lr-06152caf   # and what it fixed
 """
 
 from __future__ import annotations
@@ -85,6 +86,24 @@ def from_storage(url: str) -> list[dict]:
     return records
 
 
+def recorded_configuration(sources: list[str], study: str) -> dict:
+    """The fixed configuration that `study`, in one of the storages among `sources`, records."""
+    import optuna
+
+    from qd.experiment.sweep import FIXED
+
+    names = set()
+    for url in (s for s in sources if "://" in s):
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage=url)}
+        if study in summaries:
+            return summaries[study].user_attrs.get(FIXED) or {}
+        names |= set(summaries)
+    raise QDError(
+        f"--study {study}: no such study in {', '.join(sources)}; "
+        + (f"expected one of {', '.join(sorted(names))}" if names else "expected a storage URL that holds it")
+    )
+
+
 def collect(sources: list[str]) -> list[dict]:
     """Every job the sources hold, each once though a folder and a storage both name it."""
     records = {}
@@ -114,9 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("sources", nargs="+", help="folders holding jobs' records, or Optuna storage URLs")
     parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    parser.add_argument("--study", help="only this study's trials, and the fixed configuration it records")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         records = collect(args.sources)
+        if args.study:
+            fixed = recorded_configuration(args.sources, args.study)
+            records = [r for r in records if r.get("study") == args.study]
         if not records:
             raise QDError(f"{', '.join(args.sources)}: no trials found (no job records, no study)")
         df = table(records)
@@ -131,6 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"      {best['job_dir']}")
     else:
         print(f"\nno complete trial: {len(records)} failed, pruned or running")
+    if args.study:
+        print(f"\nstudy {args.study}: the fixed configuration its trials share")
+        for name, value in sorted(fixed.items()):
+            print(f"  {name}: {value}")
     if args.csv:
         df.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

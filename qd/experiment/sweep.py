@@ -16,18 +16,27 @@ import os
 import random
 import socket
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from qd.core.errors import Pruned, QDError, SweepFailed, one_line
 from qd.core.train import config_terms
+from qd.experiment.identity import differences, fixed_configuration, short_hash
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # enqueue_trial, in 2.10
 # Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended.
 JOB_DIR, WORKER, OUTCOME, REASON = "job_dir", "worker", "qd_outcome", "qd_reason"
+INTERRUPTED = "interrupted (its process died)"  # the REASON of a trial whose process died: it runs again
+FIXED = "qd_fixed_configuration"  # the study's user attribute: the configuration its trials share
+T = TypeVar("T")
 _job_numbers = itertools.count()
 
 
@@ -36,11 +45,11 @@ def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
     job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
     trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
     trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
-    conditional = cfg.get("search", {}).get("conditional")
-    if conditional:
-        for name, spec in OmegaConf.to_container(conditional).items():
-            if trial.params.get(spec["when"]["key"]) in spec["when"]["values"]:
-                _suggest(trial, name, spec)
+    conditional = OmegaConf.select(cfg, "search.conditional")
+    for name, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
+        spec = next((s for s in specs if trial.params.get(s["when"]["key"]) in s["when"]["values"]), None)
+        if spec and name not in trial.user_attrs:  # a user attribute: fixed on the command line
+            _suggest(trial, name, spec)
     _record_prunes_honestly(trial.study, int(cfg.hydra.sweeper.n_trials), str(cfg.hydra.sweeper.storage))
 
 
@@ -156,44 +165,104 @@ class SweepTrial:
         return isinstance(error, Exception)
 
 
-def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
-    """Make `hydra.sweeper.n_trials` count the study's total, so a rerun resumes rather than adds.
+def start_study(cfg: DictConfig, job: dict, argv: list[str]) -> list[str]:
+    """Name, open and check the sweep's study before the sweeper does; the overrides that make it continue.
 
-    Trials left RUNNING by a killed process of this host are marked FAIL first. With nothing left
-    to run, say so and exit.
+    The study records its fixed configuration (`qd.experiment.identity`). By default its name is the preset's
+    with a hash of that configuration, so the same configuration resumes and another starts a new study; a study
+    named on the command line must hold the same configuration. On resuming, trials whose process died are
+    run again with their own parameters and do not count toward `n_trials`, and the sampler's seed moves on
+    with the study, so that it proposes no parameters a second time.
     """
-    study, existed = open_study(str(sweeper.storage), sweeper.study_name, str(sweeper.direction))
+    from qd.core.data import require_files
+    from qd.datasets.prepare import ensure_data
+
+    sweeper = cfg.hydra.sweeper
+    ensure_data(job["data"])  # once, here: the study's identity holds the data's fingerprint
+    require_files(Path(job["data"]["dir"]), ("train", "dev"))
+    rdb = open_storage(str(sweeper.storage))
+    overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    named = any(o.key_or_group == "hydra.sweeper.study_name" for o in overrides)
+    params, conditional = search_space(sweeper, OmegaConf.select(cfg, "search.conditional"), overrides)
+    fixed = fixed_configuration(job, params, conditional)
+    name = sweeper.study_name if named else f"{sweeper.study_name}-{short_hash(fixed)}"
+    study, existed = open_study(rdb, name, str(sweeper.direction))
+    recorded = study.user_attrs.get(FIXED)
+    if recorded is not None and recorded != fixed:
+        raise QDError(
+            f"hydra.sweeper.study_name={name}: that study holds trials of another fixed configuration "
+            f"({differences(recorded, fixed)}); leave study_name out for a study of this configuration"
+        )
+    if recorded is None:
+        study.set_user_attr(FIXED, fixed)
+    named_override = [] if named else [f"hydra.sweeper.study_name={name}"]
     if not existed:
-        print(f"new study {sweeper.study_name}: {n_trials_text(int(sweeper.n_trials))} to run")
-        return []
-    _fail_dead_trials(study, unclaimed_after_s)
+        print(f"new study {name}: {n_trials_text(int(sweeper.n_trials))} to run")
+        return named_override
+    return named_override + _resume(study, sweeper, cfg.resume.unclaimed_after_s)
+
+
+def search_space(sweeper: DictConfig, conditional: DictConfig | None, overrides: list) -> tuple[dict, set]:
+    """What the sweep searches, as the Optuna sweeper will decide it: the preset's params with the command
+    line's sweep overrides added and its fixed values taken out; and the conditional keys not fixed."""
+    params = {str(k): str(v) for k, v in (sweeper.params or {}).items()}
+    fixed = set()
+    for override in overrides:
+        if override.is_sweep_override():
+            params[override.key_or_group] = override.input_line.partition("=")[2]
+        else:
+            fixed.add(override.key_or_group)
+    return {k: v for k, v in params.items() if k not in fixed}, set(conditional or {}) - fixed
+
+
+def _resume(study: optuna.Study, sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
+    """Make `n_trials` count the study's usable trials, so that a rerun resumes rather than adds; with nothing
+    left to run, say so and exit."""
+    rerun = _fail_dead_trials(study, unclaimed_after_s)
+    for trial in rerun:
+        study.enqueue_trial(trial.params)
     trials = study.get_trials(deepcopy=False)
-    done = sum(t.state.is_finished() for t in trials)
-    remaining = int(sweeper.n_trials) - len(trials)  # trials still running elsewhere count too
+    taken = [t for t in trials if t.state != TrialState.WAITING and t.user_attrs.get(REASON) != INTERRUPTED]
+    remaining = int(sweeper.n_trials) - len(taken)  # trials still running elsewhere count too
     if remaining <= 0:
-        print(f"study {sweeper.study_name} already holds {len(trials)} trials of {sweeper.n_trials}; nothing to run")
+        print(f"study {study.study_name} already holds {n_trials_text(len(taken))} of {sweeper.n_trials}; "
+              "nothing to run")  # fmt: skip
         raise SystemExit(0)
-    running = f", {len(trials) - done} running elsewhere" if len(trials) > done else ""
-    print(f"resuming study {sweeper.study_name}: {done} finished trials kept{running}, {remaining} to run")
-    return [f"hydra.sweeper.n_trials={remaining}"]
+    done = sum(t.state.is_finished() for t in taken)
+    running = f", {len(taken) - done} running elsewhere" if len(taken) > done else ""
+    again = f", {len(rerun)} interrupted to run again" if rerun else ""
+    print(f"resuming study {study.study_name}: {done} finished trials kept{running}{again}, {remaining} to run")
+    seed = OmegaConf.select(sweeper, "sampler.seed")
+    moved_seed = [] if seed is None else [f"hydra.sweeper.sampler.seed={seed + len(trials)}"]
+    return [f"hydra.sweeper.n_trials={remaining}", *moved_seed]
 
 
-def open_study(storage: str, name: str, direction: str, attempts: int = 5) -> tuple[optuna.Study, bool]:
-    """Create or load the study before the sweeper does; whether it existed before.
-
-    Optuna 2.10 creates its tables and the study without guarding against a second worker doing the
-    same at the same moment (PostgreSQL then refuses a duplicate type or row): retry, and the loser
-    finds what the winner created. A database that cannot be reached is one line (QDError).
-    """
-    from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-
+def open_storage(storage: str) -> optuna.storages.RDBStorage:
+    """The study database, its tables created on first use; a SQLite file's folder too."""
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+    return _in_database(storage, lambda: optuna.storages.RDBStorage(storage))
+
+
+def open_study(rdb: optuna.storages.RDBStorage, name: str, direction: str) -> tuple[optuna.Study, bool]:
+    """Create or load the study before the sweeper does; whether it existed before."""
+
+    def create() -> tuple[optuna.Study, bool]:
+        existed = name in {s.study_name for s in rdb.get_all_study_summaries()}
+        return optuna.create_study(study_name=name, storage=rdb, direction=direction, load_if_exists=True), existed
+
+    return _in_database(rdb.url, create)
+
+
+def _in_database(storage: str, action: Callable[[], T], attempts: int = 5) -> T:
+    """`action`, retried: Optuna 2.10 creates its tables and a study without guarding against a second worker
+    doing the same at the same moment (PostgreSQL then refuses a duplicate type or row), and the loser finds
+    what the winner created. A database that cannot be reached is one line (QDError)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
     for attempt in range(attempts):
         try:
-            rdb = optuna.storages.RDBStorage(storage)
-            existed = name in {s.study_name for s in rdb.get_all_study_summaries()}
-            return optuna.create_study(study_name=name, storage=rdb, direction=direction, load_if_exists=True), existed
+            return action()
         except ArgumentError as e:
             raise QDError(f"hydra.sweeper.storage={storage}: not a database URL ({e})") from None
         except SQLAlchemyError as e:
@@ -225,17 +294,19 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
-    """Mark FAIL the RUNNING trials whose process on this host is gone.
+def _fail_dead_trials(study: optuna.Study, grace: float) -> list[FrozenTrial]:
+    """Mark FAIL, as interrupted, the RUNNING trials whose process on this host is gone; return them.
 
     A trial the sweeper asked for but had not yet tagged with its process when killed has no
     worker; after `grace` seconds (the preset's resume.unclaimed_after_s) it is taken as abandoned too.
     """
-    host, now = socket.gethostname(), datetime.datetime.now()
+    host, now, dead_trials = socket.gethostname(), datetime.datetime.now(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
         dead = worker_host == host and pid and not process_alive(int(pid))
         untagged = not pid and (now - t.datetime_start).total_seconds() > grace
         if dead or untagged:
-            optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, "interrupted (its process died)")
+            optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, INTERRUPTED)
             study.tell(t.number, state=TrialState.FAIL)
+            dead_trials.append(t)
+    return dead_trials

@@ -1,0 +1,65 @@
+"""What makes runs comparable: a sweep's fixed configuration (its study's identity), and settings compared key by key.
+
+A study records the configuration its trials share, everything the sweep does not search, with a fingerprint
+of the data's files: trials of another fixed configuration never join it, and its default name carries a hash
+of it. Promotion compares a run's settings with the course defaults the same way (`differences`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from qd.core.data import FILES
+
+# Where a job writes, how a sweep resumes or prunes, and the hardware: none of it changes what a trial measures.
+NOT_IDENTITY = ("paths", "resume", "pruning", "data.prepare", "train.device", "train.threads")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are values."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def without(flat: dict, prefixes: tuple[str, ...] | set[str]) -> dict:
+    """`flat` without the keys that are, or lie under, one of `prefixes`."""
+    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(f"{p}.") for p in prefixes)}
+
+
+def differences(old: dict, new: dict, most: int = 6) -> str:
+    """`key: old -> new; ...` for the keys whose values differ (a missing key shows as `unset`)."""
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "unset") != new.get(k, "unset"))
+    text = "; ".join(f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in keys[:most])
+    return text + (f"; and {len(keys) - most} more" if len(keys) > most else "")
+
+
+def data_fingerprint(data_dir: Path) -> str:
+    """A short sha256 of the training and dev files: the same folder name with other drawings is other data."""
+    digest = hashlib.sha256()
+    for name in (*FILES["train"], *FILES["dev"]):
+        digest.update(name.encode())
+        with open(data_dir / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def fixed_configuration(job: dict, params: dict[str, str], conditional: set[str]) -> dict:
+    """The job config's settings that every trial of the sweep shares, its data's fingerprint and the search
+    space (`hydra.sweeper.params.<key>`; the conditional ranges are in the config's `search`), as JSON stores
+    them. A searched config group (optimizer, augmentation) takes every setting under it out of the fixed part."""
+    fixed = without(flatten(job), NOT_IDENTITY + tuple(params) + tuple(conditional))
+    fixed["data.fingerprint"] = data_fingerprint(Path(job["data"]["dir"]))
+    fixed.update({f"hydra.sweeper.params.{k}": v for k, v in params.items()})
+    return json.loads(json.dumps(fixed, sort_keys=True))
+
+
+def short_hash(fixed: dict) -> str:
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:8]
