@@ -67,7 +67,7 @@ def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
 
 
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
-    promote = ["-m", "qd", "promote", "--data-dir", str(swept_data), str(swept / "outputs")]
+    promote = ["-m", "qd", "promote", "--any-settings", "--data-dir", str(swept_data), str(swept / "outputs")]
     assert run_cli(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
     # More trials, trained longer, in this workdir's outputs/: the next promotion's winners differ.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import metrics_under
+from conftest import ROOT, metrics_under, run_cli
 from qd.core.checkpoint import read_checkpoint, save_checkpoint
 from qd.core.errors import QDError
 from qd.core.models import build_model
@@ -51,17 +51,18 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept
         "main_densenet.py", "main_convnet.py", "main_bestmodel.py"}  # fmt: skip
     assert not [n for n in names if n.endswith(".npy")]
 
-    promote([str(swept / "outputs")], tmp_path / "again", swept_data)
+    promote([str(swept / "outputs")], tmp_path / "again", swept_data, any_settings=True)
     assert digest(tmp_path / "again") == digest(out), "promoting twice from the same sweeps gives identical files"
 
 
 def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp_path):
     out = tmp_path / "submission"
-    promote([str(swept / "outputs")], out, swept_data)
+    promote([str(swept / "outputs")], out, swept_data, any_settings=True)
     before = digest(out)
 
-    with pytest.raises(QDError, match="no complete, verifiable trial on .* for densenet, convnet, bestmodel"):
-        promote([str(tmp_path / "empty")] if (tmp_path / "empty").mkdir() is None else [], out, swept_data)
+    with pytest.raises(QDError, match="no complete, verifiable candidate on .* for densenet, convnet, bestmodel"):
+        (tmp_path / "empty").mkdir()
+        promote([str(tmp_path / "empty")], out, swept_data, any_settings=True)
     assert digest(out) == before
 
     # A best model whose checkpoint is over 1 MB.
@@ -78,7 +79,7 @@ def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp
         QDError,
         match=r"bestmodel: study best trial 99, .*: checkpoint is [\d,]+ bytes; the course allows at most 1,000,000",
     ):
-        promote(sources, out, swept_data)
+        promote(sources, out, swept_data, any_settings=True)
     assert digest(out) == before
 
     # A checkpoint whose recorded accuracy does not reproduce.
@@ -89,7 +90,7 @@ def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp
     model.load_state_dict(ckpt_meta["state_dict"], strict=True)
     save_checkpoint(fake / "bestmodel.pt", model, ckpt_meta["model"], ckpt_meta["meta"], half=True)
     with pytest.raises(QDError, match=r"bestmodel.pt: reloaded, scores 0\.\d+ on dev, not the recorded 0\.999000"):
-        promote(sources, out, swept_data)
+        promote(sources, out, swept_data, any_settings=True)
     assert digest(out) == before
     assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
 
@@ -126,7 +127,7 @@ def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swep
 def test_a_moved_outputs_folder_still_promotes(swept, swept_data, submission, tmp_path):
     moved = tmp_path / "elsewhere" / "outputs"
     shutil.copytree(swept / "outputs", moved)
-    promote([str(moved)], tmp_path / "submission", swept_data)
+    promote([str(moved)], tmp_path / "submission", swept_data, any_settings=True)
     winners = json.loads((tmp_path / "submission" / "winners.json").read_text())
     assert all(Path(w["checkpoint"]).is_relative_to(moved) for w in winners.values()), "the records follow the move"
     assert digest(tmp_path / "submission").keys() == digest(submission).keys()
@@ -144,7 +145,58 @@ def current_umask() -> int:
 
 def test_a_trial_named_by_its_folder_and_by_its_study_counts_once(swept, swept_data, tmp_path):
     storage = f"sqlite:///{swept}/outputs/sweeps/best.db"
-    promote([str(swept / "outputs"), storage], tmp_path / "submission", swept_data)
+    promote([str(swept / "outputs"), storage], tmp_path / "submission", swept_data, any_settings=True)
     readme = (tmp_path / "submission" / "README.md").read_text()
     assert "\n2 trials: 2 complete, 0 pruned early, 0 failed.\n" in readme, "the study best holds 2 trials"
     assert len(re.findall(r"^\| best \| \d \| complete \|", readme, re.M)) == 2
+
+
+def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs_are_candidates(
+    swept, swept_data, tmp_path
+):
+    def promote_cli(*args):
+        return run_cli(["-m", "qd", "promote", "--data-dir", str(swept_data), *args], tmp_path)
+
+    outputs = str(swept / "outputs")
+    partial = promote_cli(outputs)
+    assert partial.returncode == 0, partial.stderr
+    lines = partial.stdout.splitlines()
+    skipped = [line for line in lines if line.startswith("skipped densenet")]
+    assert len(skipped) == 5 and all(line.endswith(
+        ": settings other than the learning rate differ from the course defaults (train.steps: 2000 -> 20); course "
+        "question 1.5.7 asks for those (--any-settings lifts the rule)") for line in skipped), skipped  # fmt: skip
+    assert "densenet: no candidate; not in the submission" in lines
+    files = {p.name for p in (tmp_path / "submission").iterdir()}
+    assert files == {"convnet.pt", "convnet_predictions.csv", "bestmodel.pt", "best_model_predictions.csv",
+                     "README.md", "winners.json"}, "no densenet, and no code.zip without it"  # fmt: skip
+    before = digest(tmp_path / "submission")
+
+    required = promote_cli(outputs, "--require-all")
+    assert required.returncode == 2
+    assert required.stderr.splitlines()[-1] == (
+        f"error: no complete, verifiable candidate on {swept_data} for densenet; sweep or train those models first "
+        "(a line above says why each candidate was skipped)")  # fmt: skip
+    assert digest(tmp_path / "submission") == before
+
+    course = [str(ROOT / "main_densenet.py"), "--mode", "train", "--dataDir", str(swept_data), "--LR", "0.001",
+              "--bs", "100", "--epochs", "2000"]  # fmt: skip
+    assert run_cli(course, tmp_path).returncode == 0
+    alone = promote_cli(outputs, "--runs", "model_files", "--models", "densenet")
+    assert alone.returncode == 0, alone.stderr
+    run_dir = tmp_path / "model_files"
+    line = r"^densenet: run \d{12}_densenet, dev accuracy 0\.\d{4}, params \[.*'optimizer.lr=0.001'.*\], "
+    assert re.search(line + re.escape(str(run_dir)) + "$", alone.stdout, re.M), alone.stdout
+    assert "convnet: kept from the previous submission" in alone.stdout
+    after = digest(tmp_path / "submission")
+    kept = set(before) - {"winners.json"}
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}, "the other models' files are kept as they were"
+    (trained,) = run_dir.glob("*_densenet.pt")  # the course's date-prefixed name
+    assert (tmp_path / "submission/densenet.pt").read_bytes() == trained.read_bytes()
+    assert "code.zip" in after, "the three models are there: code.zip is written"
+    winners = json.loads((tmp_path / "submission/winners.json").read_text())
+    assert winners["densenet"]["run"] == trained.stem and winners["convnet"]["study"].startswith("convnet-")
+
+    refused = promote_cli("--models", "densenet,resnet")
+    assert refused.returncode == 2 and refused.stderr.endswith(
+        "error: argument --models: got 'densenet,resnet'; expected a comma-separated list of densenet, convnet, "
+        "bestmodel\n")  # fmt: skip

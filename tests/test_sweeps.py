@@ -220,7 +220,7 @@ def test_the_pruner_stops_hopeless_trials_and_the_study_says_pruned(course_dir, 
 
 def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_record(course_dir, tmp_path):
     result = sweep(tmp_path, course_dir, "+sweep=bestmodel", "hydra.sweeper.n_trials=1", "model.width=choice(48)",
-                   "model.depth=choice(3)", model="bestmodel")  # fmt: skip
+                   "model.depth=choice(3)", "optimizer=sgd", model="bestmodel")  # fmt: skip
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
     assert len(ours) == 1 and re.fullmatch(
@@ -228,6 +228,8 @@ def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_rec
         r"[\d,]+ bytes; bestmodel allows at most 1,000,000\)", ours[0]), ours  # fmt: skip
     trial = study_trials(tmp_path, "bestmodel")[0]
     assert trial.state.name == "FAIL" and trial.user_attrs["qd_outcome"] == "failed"
+    assert 0.01 <= trial.params["optimizer.lr"] <= 0.5, "SGD fixed on the command line: SGD's range is searched"
+    assert {"optimizer.momentum", "optimizer.weight_decay"} <= trial.params.keys()
     assert sweep_metrics(tmp_path) == [], "a job refused before training writes no record"
 
 

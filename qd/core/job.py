@@ -1,8 +1,8 @@
 """The one job runner, for course flags and Hydra jobs alike: train, then leave the run's record.
 
 The record (a Hydra job's `metrics.json`, a course run's `model_files/<stem>.json`) holds what identifies
-the run, its outcome (complete, pruned or failed, with the reason) and its metrics. A job refused before
-training starts (bad data or settings) writes nothing; every job that started leaves its record.
+the run, its whole config, its outcome (complete, pruned or failed, with the reason) and its metrics. A job
+refused before training starts (bad data or settings) writes nothing; every job that started leaves its record.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run_job(
 
     log, checkpoint, record = (Path(os.path.abspath(p)) for p in (log, checkpoint, record))
     data_dir = os.path.abspath(cfg["data"]["dir"])
-    fields = {"format": RECORD_FORMAT, "model": cfg["model"]["name"], "data_dir": data_dir, **info}
+    fields = {"format": RECORD_FORMAT, "model": cfg["model"]["name"], "data_dir": data_dir, **info, "config": cfg}
     fields.update(pid=os.getpid(), started=time.time())
     try:
         fields.update(train(cfg, log, checkpoint, on_eval=on_eval, workers=workers), state="complete")

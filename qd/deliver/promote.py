@@ -1,14 +1,17 @@
-"""Promotion: the best trial of each model becomes a verified deliverable, all or nothing.
+"""Promotion: the best candidate of each model becomes a verified deliverable.
 
-    python -m qd promote --out submission                 # trials under outputs/, data in datasets/
+    python -m qd promote --out submission                 # sweeps under outputs/, course runs in model_files/
     python -m qd promote outputs/sweeps/bestmodel sqlite:///outputs/sweeps/bestmodel.db --data-dir data/synthetic
+    python -m qd promote --models densenet                # densenet only; the submission's other files are kept
 
-For densenet, convnet and bestmodel it takes the complete trial of best dev accuracy whose
-checkpoint exists, loads and matches its metrics.json; copies the checkpoint to <model>.pt;
-predicts the test images; checks that the checkpoint reproduces the recorded dev accuracy, that
-the course command line predicts the same, and bestmodel's size; writes the best model's README
-and code.zip. The new submission is built beside the old one and swapped in only when every check
-passed.
+Candidates are sweep trials and course runs (run.sh's trainings leave model_files/<stem>.json). For each
+model asked for it takes the complete candidate of best dev accuracy whose checkpoint exists, loads and
+matches its record; for densenet, only one trained with the course defaults but for the learning rate
+(course question 1.5.7; --any-settings lifts it). It copies the checkpoint to <model>.pt, predicts the
+test images, checks that the checkpoint reproduces the recorded dev accuracy, that the course command
+line predicts the same, and bestmodel's size; writes the best model's README and, once the three models
+are there, code.zip. The new submission is built beside the old one, keeping the old one's files of the
+models not promoted, and swapped in only when every check passed.
 """
 
 from __future__ import annotations
@@ -25,23 +28,36 @@ from qd import ROOT
 from qd.core.accuracies import dev_acc_and_loss
 from qd.core.checkpoint import LIMITS, load_model
 from qd.core.data import load_split
+from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError, exit_on_user_error
 from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
-from qd.deliver.bundle import MODELS, PREDICTIONS, write_code_zip
+from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, write_code_zip
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced
+from qd.experiment.identity import differences, flatten, without
 from qd.experiment.results import collect, label, rank
 
 TOLERANCE = 1e-6
+# Course question 1.5.7: densenet.pt uses the default settings for all values except the learning rate.
+COURSE_RULES = {"densenet": ("optimizer.lr",)}
+# What is not a setting of the model's training: the data, where files go, how a sweep runs, the hardware.
+NOT_SETTINGS = ("data", "paths", "resume", "pruning", "search", "train.device", "train.threads", "train.seed",
+                "train.eval_every", "train.max_loss", "train.not_learning_after")  # fmt: skip
+WINNERS = "winners.json"
 
 
-def check_trial(record: dict, data_dir: Path) -> str | None:
-    """Why this trial cannot be promoted, or None when it can."""
+def check_trial(record: dict, data_dir: Path, any_settings: bool = False) -> str | None:
+    """Why this candidate cannot be promoted, or None when it can."""
     if record.get("state") != "complete":
         return f"state {record.get('state')}"
     if str(Path(record.get("data_dir", "")).resolve()) != str(data_dir.resolve()):
         return f"trained on {record.get('data_dir')}, not {data_dir}"
+    if not any_settings and record["model"] in COURSE_RULES:
+        changed = course_rule_breach(record)
+        if changed:
+            return (f"settings other than the learning rate differ from the course defaults ({changed}); course "
+                    "question 1.5.7 asks for those (--any-settings lifts the rule)")  # fmt: skip
     checkpoint = Path(record.get("checkpoint", ""))
     if not checkpoint.is_file():
         return f"checkpoint {checkpoint} is missing"
@@ -54,22 +70,29 @@ def check_trial(record: dict, data_dir: Path) -> str | None:
     return None
 
 
-def pick_winners(records: list[dict], data_dir: Path) -> tuple[dict[str, dict], list[str]]:
-    """The best trusted trial per model, and a line for each trial skipped."""
+def course_rule_breach(record: dict) -> str:
+    """`key: default -> value; ...` for the record's settings that the course rule of its model does not free."""
+    if "config" not in record:
+        return "its record holds no config"
+    free = NOT_SETTINGS + COURSE_RULES[record["model"]]
+    return differences(without(flatten(DEFAULTS[record["model"]]), free), without(flatten(record["config"]), free))
+
+
+def pick_winners(
+    records: list[dict], data_dir: Path, models: tuple[str, ...] = MODELS, any_settings: bool = False
+) -> tuple[dict[str, dict], list[str]]:
+    """The best trusted candidate of each of `models` that has one, and a line for each candidate skipped."""
     winners, skipped = {}, []
     for record in rank(records):
         model = record.get("model")
-        if model not in MODELS or model in winners:
+        if model not in models or model in winners:
             continue
-        problem = check_trial(record, data_dir)
+        problem = check_trial(record, data_dir, any_settings)
         if problem:
             skipped.append(f"skipped {model} {label(record)}: {problem}")
         else:
             winners[model] = record
-    missing = [m for m in MODELS if m not in winners]
-    if missing:
-        raise QDError(f"no complete, verifiable trial on {data_dir} for {', '.join(missing)}; sweep those models first")
-    return winners, skipped
+    return {m: winners[m] for m in MODELS if m in winners}, skipped
 
 
 def describe(record: dict) -> str:
@@ -110,31 +133,79 @@ def check_course_predict(model: str, weights: Path, data_dir: Path, expected: Pa
             )
 
 
-def promote(sources: list[str], out: Path, data_dir: Path) -> dict[str, dict]:
-    """Build, verify and swap in a new submission; return the winners."""
+def promote(
+    sources: list[str],
+    out: Path,
+    data_dir: Path,
+    models: tuple[str, ...] = MODELS,
+    require_all: bool = False,
+    any_settings: bool = False,
+) -> dict[str, dict]:
+    """Build, verify and swap in a new submission; return the winners promoted this time."""
     records = collect(sources)
-    winners, skipped = pick_winners(records, data_dir)
+    winners, skipped = pick_winners(records, data_dir, models, any_settings)
     for line in skipped:
         print(line)
+    missing = [m for m in models if m not in winners]
+    if missing and (require_all or not winners):
+        raise QDError(f"no complete, verifiable candidate on {data_dir} for {', '.join(missing)}; sweep or train "
+                      "those models first (a line above says why each candidate was skipped)")  # fmt: skip
     with replaced(out) as stage:
-        for model in MODELS:
+        kept = keep_others(out, stage, winners)
+        for model in winners:
             stage_model(winners[model], stage, data_dir)
-        write_model_readme(stage / "README.md", winners["bestmodel"], records)
-        (stage / "winners.json").write_text(json.dumps(winners, indent=2, sort_keys=True, default=str) + "\n")
-        write_code_zip(stage / "code.zip", stage)
+        if "bestmodel" in winners:
+            write_model_readme(stage / "README.md", winners["bestmodel"], records)
+        (stage / WINNERS).write_text(json.dumps(kept | winners, indent=2, sort_keys=True, default=str) + "\n")
+        if all((stage / name).is_file() for name in DELIVERABLES):
+            write_code_zip(stage / "code.zip", stage)
+    for model in MODELS:
+        if model not in winners:
+            print(f"{model}: kept from the previous submission" if model in kept else
+                  f"{model}: no candidate; not in the submission")  # fmt: skip
     return winners
+
+
+def keep_others(out: Path, stage: Path, winners: dict[str, dict]) -> dict[str, dict]:
+    """Copy the previous submission's files into `stage`, but for the models promoted now; their winners."""
+    if not (out / WINNERS).is_file():
+        return {}
+    replaced_now = {n for m in winners for n in (f"{m}.pt", PREDICTIONS[m])} | {"code.zip", WINNERS}
+    replaced_now |= {"README.md"} if "bestmodel" in winners else set()
+    for path in out.iterdir():
+        if path.is_file() and path.name not in replaced_now:
+            shutil.copy2(path, stage / path.name)
+    previous = json.loads((out / WINNERS).read_text())
+    return {m: r for m, r in previous.items() if m not in winners}
+
+
+def model_list(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not models or set(models) - set(MODELS):
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a comma-separated list of {', '.join(MODELS)}")
+    return models
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qd promote", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sources", nargs="*", default=["outputs"], help="sweep folders or storage URLs (outputs/)")
+    parser.add_argument("sources", nargs="*", help="sweep folders, course-run folders or storage URLs "
+                        "(default: outputs/ and model_files/, those that exist)")  # fmt: skip
+    parser.add_argument("--runs", action="append", default=[], metavar="DIR",
+                        help="a folder of course runs' records (run.sh's model_files/) to take candidates from")
     parser.add_argument("--out", type=Path, default=Path("submission"), help="the submission folder (submission/)")
-    parser.add_argument("--data-dir", type=Path, default=Path("datasets"), help="the data the trials trained on")
+    parser.add_argument("--data-dir", type=Path, default=Path("datasets"), help="the data the candidates trained on")
+    parser.add_argument("--models", type=model_list, default=MODELS, help="which models to promote (all three)")
+    parser.add_argument("--require-all", action="store_true", help="fail unless every model asked for has a winner")
+    parser.add_argument("--any-settings", action="store_true",
+                        help="densenet: any settings, not only the course defaults but the learning rate (1.5.7)")
     args = parser.parse_args(argv)
+    sources = args.sources or [d for d in ("outputs", "model_files") if Path(d).is_dir()]
     configure_cpu()
     with exit_on_user_error():
-        winners = promote(args.sources, args.out, args.data_dir)
-    for model in MODELS:
+        if not sources + args.runs:
+            raise QDError("no outputs/ or model_files/ here: name the sweep folders, course-run folders or storages")
+        winners = promote(sources + args.runs, args.out, args.data_dir, args.models, args.require_all,
+                          args.any_settings)  # fmt: skip
+    for model in winners:
         print(describe(winners[model]))
-    print(f"promoted to {args.out}/ (code.zip, {', '.join(f'{m}.pt' for m in MODELS)}, predictions, README.md)")
-
+    print(f"promoted to {args.out}/: {', '.join(sorted(p.name for p in args.out.iterdir()))}")

@@ -47,10 +47,16 @@ def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
     trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
     conditional = OmegaConf.select(cfg, "search.conditional")
     for name, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
-        spec = next((s for s in specs if trial.params.get(s["when"]["key"]) in s["when"]["values"]), None)
+        spec = next((s for s in specs if chosen(trial, s["when"]["key"]) in s["when"]["values"]), None)
         if spec and name not in trial.user_attrs:  # a user attribute: fixed on the command line
             _suggest(trial, name, spec)
     _record_prunes_honestly(trial.study, int(cfg.hydra.sweeper.n_trials), str(cfg.hydra.sweeper.storage))
+
+
+def chosen(trial: optuna.Trial, key: str) -> object:
+    """The trial's value of `key`: searched (a parameter) or fixed on the command line (the sweeper makes
+    fixed values user attributes)."""
+    return trial.params.get(key, trial.user_attrs.get(key))
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: dict) -> None:
