@@ -262,3 +262,6 @@ def test_a_sweep_of_another_fixed_configuration_is_another_study(course_dir, tmp
     assert shown.returncode == 0, shown.stderr
     assert "\n  train.steps: 30\n" in shown.stdout and f"\n  data.dir: {data}\n" in shown.stdout
     assert len(collect([storage])) == 3 and len({r["study"] for r in collect([storage])}) == 3
+    unknown = run_cli(["-m", "qd", "results", storage, "--study", "densenet_lr"], tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.startswith(
+        f"error: --study densenet_lr: no such study in {storage}; expected one of densenet_lr-")  # fmt: skip

@@ -193,19 +193,26 @@ def start_study(cfg: DictConfig, job: dict, argv: list[str]) -> list[str]:
     fixed = fixed_configuration(job, params, conditional)
     name = sweeper.study_name if named else f"{sweeper.study_name}-{short_hash(fixed)}"
     study, existed = open_study(rdb, name, str(sweeper.direction))
-    recorded = study.user_attrs.get(FIXED)
+    recorded = _in_database(rdb.url, lambda: _recorded_or_record(study, fixed))
     if recorded is not None and recorded != fixed:
         raise QDError(
             f"hydra.sweeper.study_name={name}: that study holds trials of another fixed configuration "
             f"({differences(recorded, fixed)}); leave study_name out for a study of this configuration"
         )
-    if recorded is None:
-        study.set_user_attr(FIXED, fixed)
     named_override = [] if named else [f"hydra.sweeper.study_name={name}"]
     if not existed:
         print(f"new study {name}: {n_trials_text(int(sweeper.n_trials))} to run")
         return named_override
     return named_override + _resume(study, sweeper, cfg.resume.unclaimed_after_s)
+
+
+def _recorded_or_record(study: optuna.Study, fixed: dict) -> dict | None:
+    """The fixed configuration the study records; when it records none (new, or made by an earlier qd), record
+    `fixed` and return None. Two workers may race here: the loser's insert fails, and a retry reads the winner's."""
+    if FIXED in study.user_attrs:
+        return study.user_attrs[FIXED]
+    study.set_user_attr(FIXED, fixed)
+    return None
 
 
 def search_space(sweeper: DictConfig, conditional: DictConfig | None, overrides: list) -> tuple[dict, set]:
@@ -264,6 +271,7 @@ def _in_database(storage: str, action: Callable[[], T], attempts: int = 5) -> T:
     """`action`, retried: Optuna 2.10 creates its tables and a study without guarding against a second worker
     doing the same at the same moment (PostgreSQL then refuses a duplicate type or row), and the loser finds
     what the winner created. A database that cannot be reached is one line (QDError)."""
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
     for attempt in range(attempts):
@@ -271,7 +279,7 @@ def _in_database(storage: str, action: Callable[[], T], attempts: int = 5) -> T:
             return action()
         except ArgumentError as e:
             raise QDError(f"hydra.sweeper.storage={storage}: not a database URL ({e})") from None
-        except SQLAlchemyError as e:
+        except (SQLAlchemyError, StorageInternalError) as e:  # Optuna wraps a refused duplicate row in the latter
             if (isinstance(e, OperationalError) and "connect" in str(e).lower()) or attempt == attempts - 1:
                 raise database_error(storage, e) from None
             time.sleep(0.2 + random.random())
