@@ -43,7 +43,12 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept
         assert len(lines) == 600 and set(lines) <= set("012345")
     readme = (out / "README.md").read_text()
     assert "# Best model" in readme and f"{winners['bestmodel']['best_dev_acc']:.4f}" in readme
-    with zipfile.ZipFile(out / "code.zip") as z:
+    # The layer table of the 8-wide best model (TINY_BEST), its total as training counted it.
+    conv = "`Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)`"
+    assert f"\n| features.0 | {conv} | 1 x 8 x 28 x 28 | {8 * 9} |\n" in readme
+    assert "\n| classifier.1 | `Linear(in_features=32, out_features=6, bias=True)` | 1 x 6 | 198 |\n" in readme
+    assert f"\n| total | | | {winners['bestmodel']['param_count']:,} |\n" in readme
+    with zipfile.ZipFile(out / "YOURJHIDHERE_code.zip") as z:
         names = set(z.namelist())
     assert all("/" not in n for n in names)
     assert set(DELIVERABLES) | {"accuracies.py", "main_densenet.py", "main_convnet.py", "main_bestmodel.py"} <= names
@@ -105,7 +110,7 @@ def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swep
     )
     assert pip.returncode == 0, pip.stderr
     unpacked = tmp_path / "grader"
-    with zipfile.ZipFile(out / "code.zip") as z:
+    with zipfile.ZipFile(out / "YOURJHIDHERE_code.zip") as z:
         z.extractall(unpacked)
     (unpacked / "datasets").symlink_to(swept_data)
     for model, predictions in (("densenet", "densenet_predictions.csv"), ("convnet", "convnet_predictions.csv"),

@@ -1,14 +1,14 @@
 """Promotion: the best trial of each model becomes a verified deliverable, all or nothing.
 
-    python -m qd promote --out submission                 # trials under outputs/, data in datasets/
+    python -m qd promote --out submission --name jsmith12   # trials under outputs/, data in datasets/
     python -m qd promote outputs/sweeps/bestmodel sqlite:///outputs/sweeps/bestmodel.db --data-dir data/synthetic
 
 For densenet, convnet and bestmodel it takes the complete trial of best dev accuracy whose
 checkpoint exists, loads and matches its metrics.json; copies the checkpoint to <model>.pt;
 predicts the test images; checks that the checkpoint reproduces the recorded dev accuracy, that
 the course command line predicts the same, and bestmodel's size; writes the best model's README
-and code.zip. The new submission is built beside the old one and swapped in only when every check
-passed.
+and <JHID>_code.zip (--name; the course's YOURJHIDHERE_code.zip without it). The new submission is
+built beside the old one and swapped in only when every check passed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from qd.core.errors import QDError, exit_on_user_error
 from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
 from qd.deliver.bundle import MODELS, PREDICTIONS, write_code_zip
+from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced
 from qd.experiment.results import collect, label, rank
@@ -110,8 +111,8 @@ def check_course_predict(model: str, weights: Path, data_dir: Path, expected: Pa
             )
 
 
-def promote(sources: list[str], out: Path, data_dir: Path) -> dict[str, dict]:
-    """Build, verify and swap in a new submission; return the winners."""
+def promote(sources: list[str], out: Path, data_dir: Path, jhid: str = PLACEHOLDER) -> dict[str, dict]:
+    """Build, verify and swap in a new submission, its code zip named `<jhid>_code.zip`; return the winners."""
     records = collect(sources)
     winners, skipped = pick_winners(records, data_dir)
     for line in skipped:
@@ -121,7 +122,7 @@ def promote(sources: list[str], out: Path, data_dir: Path) -> dict[str, dict]:
             stage_model(winners[model], stage, data_dir)
         write_model_readme(stage / "README.md", winners["bestmodel"], records)
         (stage / "winners.json").write_text(json.dumps(winners, indent=2, sort_keys=True, default=str) + "\n")
-        write_code_zip(stage / "code.zip", stage)
+        write_code_zip(stage / f"{jhid}_code.zip", stage)
     return winners
 
 
@@ -130,11 +131,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sources", nargs="*", default=["outputs"], help="sweep folders or storage URLs (outputs/)")
     parser.add_argument("--out", type=Path, default=Path("submission"), help="the submission folder (submission/)")
     parser.add_argument("--data-dir", type=Path, default=Path("datasets"), help="the data the trials trained on")
+    add_name_flag(parser)
     args = parser.parse_args(argv)
     configure_cpu()
     with exit_on_user_error():
-        winners = promote(args.sources, args.out, args.data_dir)
+        jhid = prefix(args.name)
+        winners = promote(args.sources, args.out, args.data_dir, jhid)
     for model in MODELS:
         print(describe(winners[model]))
-    print(f"promoted to {args.out}/ (code.zip, {', '.join(f'{m}.pt' for m in MODELS)}, predictions, README.md)")
+    files = f"{jhid}_code.zip, {', '.join(f'{m}.pt' for m in MODELS)}, predictions, README.md"
+    print(f"promoted to {args.out}/ ({files})")
+    hint = rename_hint(jhid, f"{jhid}_code.zip")
+    if hint:
+        print(hint)
 
