@@ -103,7 +103,8 @@ def compile_pdf(folder: Path, tex_name: str, out: Path) -> str:
                 f"{out} (Debian: apt-get install texlive-latex-base)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix=".latex-", dir=folder) as tmp:
         command = [part.format(out=Path(tmp).name, tex=tex_name) for part in COMPILERS[found]]
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "0"}  # fixed PDF dates: the same document gives the same bytes
+        # Fixed PDF dates (the same document gives the same bytes); error lines not wrapped at 79 characters.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "max_print_line": "1000"}
         result = subprocess.run(command, cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         built = Path(tmp, pdf)
         if result.returncode != 0 or not built.is_file() or built.read_bytes()[:5] != b"%PDF-":
