@@ -8,8 +8,8 @@ import sys
 COMMANDS = {
     "data": ("qd.datasets.prepare", "build a data set: synth (the embedded synthetic set) or fetch (Google's bitmaps)"),
     "results": ("qd.experiment.results", "list sweep trials and course runs by dev accuracy"),
-    "promote": ("qd.deliver.promote", "promote the best trials into a verified submission with code.zip"),
-    "report": ("qd.deliver.report", "answer the course's questions with measured figures"),
+    "promote": ("qd.deliver.promote", "promote the best trials into a verified submission with <JHID>_code.zip"),
+    "report": ("qd.deliver.report", "the write-up: the course's LaTeX document and PDF, with measured figures"),
     "demo": ("qd.deliver.demo", "the whole course workflow on the embedded data set (make demo)"),
 }
 

@@ -29,9 +29,11 @@ def real_dir() -> Path:
     return REAL_DIR
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python <args>` from `cwd` with the repository importable; capture its output."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_cli(
+    args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python <args>` from `cwd` with the repository importable, and `env` added; capture its output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -67,7 +67,8 @@ def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
 
 
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
-    promote = ["-m", "qd", "promote", "--any-settings", "--data-dir", str(swept_data), str(swept / "outputs")]
+    promote = ["-m", "qd", "promote", "--any-settings", "--name", "jdoe12", "--data-dir", str(swept_data),
+               str(swept / "outputs")]  # fmt: skip
     assert run_cli(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
     # More trials, trained longer, in this workdir's outputs/: the next promotion's winners differ.
@@ -81,7 +82,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
     assert run_cli([*promote, "--out", "new"], tmp_path).returncode == 0
     took = time.time() - began
     new = digest(tmp_path / "new")
-    assert new != old and set(new) == set(old)
+    assert new != old and set(new) == set(old) and "jdoe12_code.zip" in new
 
     def staging(name: str):
         return lambda: any(tmp_path.glob(f".submission.staging-*/{name}"))
@@ -91,7 +92,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
 
     # Kills at points of promotion's own making, and at fractions of its run time, whatever it does then.
     events = {"staging begun": staging(""), "first checkpoint staged": staging("densenet.pt"),
-              "code.zip staged, the swap next": staging("code.zip"), "a fifth in": after(0.2),
+              "code.zip staged, the swap next": staging("jdoe12_code.zip"), "a fifth in": after(0.2),
               "two fifths in": after(0.4), "three fifths in": after(0.6)}  # fmt: skip
     for event, happened in events.items():
         began = time.time()

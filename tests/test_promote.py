@@ -43,7 +43,12 @@ def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept
         assert len(lines) == 600 and set(lines) <= set("012345")
     readme = (out / "README.md").read_text()
     assert "# Best model" in readme and f"{winners['bestmodel']['best_dev_acc']:.4f}" in readme
-    with zipfile.ZipFile(out / "code.zip") as z:
+    # The layer table of the 8-wide best model (TINY_BEST), its total as training counted it.
+    conv = "`Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)`"
+    assert f"\n| features.0 | {conv} | 1 x 8 x 28 x 28 | {8 * 9} |\n" in readme
+    assert "\n| classifier.1 | `Linear(in_features=32, out_features=6, bias=True)` | 1 x 6 | 198 |\n" in readme
+    assert f"\n| total | | | {winners['bestmodel']['param_count']:,} |\n" in readme
+    with zipfile.ZipFile(out / "YOURJHIDHERE_code.zip") as z:
         names = set(z.namelist())
     assert all("/" not in n for n in names)
     assert set(DELIVERABLES) | {"accuracies.py", "main_densenet.py", "main_convnet.py", "main_bestmodel.py"} <= names
@@ -106,7 +111,7 @@ def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swep
     )
     assert pip.returncode == 0, pip.stderr
     unpacked = tmp_path / "grader"
-    with zipfile.ZipFile(out / "code.zip") as z:
+    with zipfile.ZipFile(out / "YOURJHIDHERE_code.zip") as z:
         z.extractall(unpacked)
     (unpacked / "datasets").symlink_to(swept_data)
     for model, predictions in (("densenet", "densenet_predictions.csv"), ("convnet", "convnet_predictions.csv"),
@@ -168,7 +173,7 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     assert "densenet: no candidate; not in the submission" in lines
     files = {p.name for p in (tmp_path / "submission").iterdir()}
     assert files == {"convnet.pt", "convnet_predictions.csv", "bestmodel.pt", "best_model_predictions.csv",
-                     "README.md", "winners.json"}, "no densenet, and no code.zip without it"  # fmt: skip
+                     "README.md", "winners.json"}, "no densenet, and no code zip without it"  # fmt: skip
     before = digest(tmp_path / "submission")
 
     required = promote_cli(outputs, "--require-all")
@@ -192,7 +197,7 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}, "the other models' files are kept as they were"
     (trained,) = run_dir.glob("*_densenet.pt")  # the course's date-prefixed name
     assert (tmp_path / "submission/densenet.pt").read_bytes() == trained.read_bytes()
-    assert "code.zip" in after, "the three models are there: code.zip is written"
+    assert "YOURJHIDHERE_code.zip" in after, "the three models are there: the code zip is written"
     winners = json.loads((tmp_path / "submission/winners.json").read_text())
     assert winners["densenet"]["run"] == trained.stem and winners["convnet"]["study"].startswith("convnet-")
 

@@ -1,4 +1,5 @@
-"""The report end to end: on the shared tiny sweeps and their submission, report.md, answers.tex and figures."""
+"""The report end to end: on the shared tiny sweeps and their submission, report.md, the course's LaTeX document,
+its PDF and the figures."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import csv
 import hashlib
 import json
 import re
+import shutil
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,9 @@ import pytest
 from conftest import DEV_MAJORITY, TRAIN_MAJORITY, metrics_under, run_cli
 from qd.core.checkpoint import load_model
 from qd.core.data import CLASS_NAMES, standardise
+from qd.core.errors import QDError
 from qd.core.predict import predict
+from qd.deliver.report.document import COMPILERS, compile_pdf
 
 FIGURES = {  # name: (width, height) in pixels
     "densenet-curves.png": (700, 420),
@@ -32,7 +37,12 @@ FIGURES = {  # name: (width, height) in pixels
     "noise-curve.png": (700, 420),
 }
 QUESTIONS = ("1.5.8a", "1.5.8b", "1.5.9a", "1.5.9b", "1.5.10", "1.5.11", "1.5.12", "1.6.2", "1.6.5", "1.6.6",
-             "1.6.7", "1.8.3", "1.8.4", "1.8.6", "1.8.7", "1.8.10", "1.8.11")  # fmt: skip
+             "1.6.7", "1.8.4a", "1.8.4b", "1.8.6", "1.8.7", "1.8.10", "1.8.11")  # the seed's *** questions  # fmt: skip
+DRAFTS = ("1.5.12", "1.6.2", "1.8.4a", "1.8.4b", "1.8.11")
+SPECIAL = "_%&#$~^{}\\<>|"  # every character LaTeX treats specially, in folder names the document shows
+ESCAPED = (r"\_\%\&\#\$\textasciitilde{}\textasciicircum{}\{\}\textbackslash{}\textless{}\textgreater{}"
+           r"\textbar{}")  # fmt: skip
+COMPILER = next((name for name in COMPILERS if shutil.which(name)), None)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -46,12 +56,17 @@ def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def answers_of(report: str) -> dict[str, list[str]]:
-    """Question number -> its answers in the report's answers table (1.8.3 has two)."""
-    answers: dict[str, list[str]] = {}
-    for question, answer in re.findall(r"^\| (1\.\d+\.\d+[ab]?) \| (.*) \|$", report.split("## 4. Answers")[1], re.M):
-        answers.setdefault(question, []).append(answer)
-    return answers
+def answers_of(report: str) -> dict[str, str]:
+    """Question number -> its answer in the report's answers table; each number once."""
+    rows = re.findall(r"^\| (1\.\d+\.\d+[ab]?) \| (.*) \|$", report.split("## 4. Answers")[1], re.M)
+    assert len(rows) == len({q for q, _ in rows}), "a question answered twice"
+    return dict(rows)
+
+
+def tex_answers(tex: str) -> dict[str, str]:
+    """Question number -> what follows its heading in the LaTeX document, up to the next heading."""
+    parts = re.split(r"\\(?:sub)?section\*\{([\d.]+[ab]?)[^}]*\}", tex.split(r"\end{document}")[0])
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def last_log_row(path: str) -> dict[str, float]:
@@ -77,11 +92,16 @@ def perturbed(images: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 def test_report_answers_match_independent_sources_and_are_deterministic(swept, submission, swept_data, tmp_path):
-    args = ["-m", "qd", "report", "--submission", str(submission), str(swept / "outputs")]
-    result = run_cli([*args, "--out", str(tmp_path / "report")], tmp_path)
+    # The submission and the trials under folder names with every LaTeX special character.
+    shutil.copytree(submission, tmp_path / f"sub 50{SPECIAL}")
+    (tmp_path / f"trials{SPECIAL}").symlink_to(swept / "outputs")
+    args = ["-m", "qd", "report", "--submission", f"sub 50{SPECIAL}", str(tmp_path / f"trials{SPECIAL}"),
+            "--name", "jdoe_12"]  # fmt: skip
+    result = run_cli([*args, "--out", f"report{SPECIAL}"], tmp_path)
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "report"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, "report.md", "answers.tex"])
+    out = tmp_path / f"report{SPECIAL}"
+    document = ["jdoe_12_hw3_programming.tex", *(["jdoe_12_hw3_programming.pdf"] if COMPILER else [])]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FIGURES, "report.md", *document])
     report = (out / "report.md").read_text()
     for heading in ("# QuickDraw fruit: report", "## 1. Curves", "## 2. Counts and baselines",
                     "## 3. Failure modes of the best model", "## 4. Answers"):  # fmt: skip
@@ -90,9 +110,9 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
         assert png_size(out / name) == size, name
         assert (out / name).stat().st_size > 5000, name
         assert f"]({name})" in report, f"{name} is not shown in report.md"
-    answers = answers_of(report)
-    assert sorted(answers) == sorted(QUESTIONS) and len(answers["1.8.3"]) == 2
-    answer = {q: a[0] for q, a in answers.items()}
+    answer = answers_of(report)
+    assert list(answer) == list(QUESTIONS)
+    assert [q for q, a in answer.items() if a.startswith("**Draft:** ")] == list(DRAFTS)
 
     # Baselines from the labels, counted here; swept_data's majorities are not class 0.
     for split, majority in (("dev", DEV_MAJORITY), ("train", TRAIN_MAJORITY)):
@@ -115,10 +135,10 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
                                            f"{r['steps']} steps): dev accuracy {r['best_dev_acc']:.4f}, densenet study "
                                            f"{r['study']} trial {r['trial']}") for r in dense)  # fmt: skip
     winners = json.loads((submission / "winners.json").read_text())
+    last = {model: last_log_row(winners[model]["log"]) for model in ("densenet", "convnet", "bestmodel")}
     for question, model in (("1.5.11", "densenet"), ("1.6.5", "convnet")):
-        last = last_log_row(winners[model]["log"])
-        expected = (f"{model}: train and dev accuracy against step; at the last step ({int(last['step'])}) train "
-                    f"{last['train_acc']:.4f}, dev {last['dev_acc']:.4f}")  # fmt: skip
+        expected = (f"{model}: train and dev accuracy against step; at the last step ({int(last[model]['step'])}) "
+                    f"train {last[model]['train_acc']:.4f}, dev {last[model]['dev_acc']:.4f}")  # fmt: skip
         assert answer[question].startswith(expected)
         assert answer[question].endswith(f"([{model}-curves.png]({model}-curves.png))")
     assert any(answer["1.6.6"] == f"batch size {r['params']['train.batch_size']}, learning rate "
@@ -130,16 +150,14 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
     model, _ = load_model(submission / "bestmodel.pt", expect="bestmodel")
     images = np.load(swept_data / "fruit_dev_images.npy")
     y = np.load(swept_data / "fruit_dev_labels.npy")
-    right = np.flatnonzero(predict(model, standardise(images)) == y)
-    shown = right[:10]
-    assert answers["1.8.3"][0].startswith(f"the first {len(shown)} correctly classified dev images")
+    pred = predict(model, standardise(images))
+    shown, wrong = np.flatnonzero(pred == y)[:10], np.flatnonzero(pred != y)[:10]
     outcome = {}
     for kind, changed in perturbed(images).items():
-        pred = predict(model, standardise(changed))
-        outcome[kind] = (int((pred[shown] == y[shown]).sum()), float((pred == y).mean()), pred)
-    clean = len(right) / len(y)
-    for question, kind, how in (("1.8.7", "noise", "under noise"), ("1.8.10", "vflip", "flipped vertically"),
-                                ("1.8.11", "hflip", "flipped horizontally")):  # fmt: skip
+        changed_pred = predict(model, standardise(changed))
+        outcome[kind] = (int((changed_pred[shown] == y[shown]).sum()), float((changed_pred == y).mean()), changed_pred)
+    clean = float((pred == y).mean())
+    for question, kind, how in (("1.8.7", "noise", "under noise"), ("1.8.10", "vflip", "flipped vertically")):
         kept, acc, _ = outcome[kind]
         expected = f"{kept} of {len(shown)} stay correct {how}; whole dev set {acc:.4f} (clean {clean:.4f})"
         assert expected in answer[question], question
@@ -147,14 +165,89 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
     assert answer["1.8.6"].startswith(f"dev image #{first} ({CLASS_NAMES[y[first]]}) clean and with noise of std 0.1 "
                                       f"of its range: predicted {CLASS_NAMES[noisy]}")  # fmt: skip
 
-    tex = (out / "answers.tex").read_text()
-    assert r"\item[1.5.9a] 79,000 weights" in tex and r"\includegraphics[width=0.8\linewidth]{noisy-example.png}" in tex
-    assert r"\item[1.5.8a] 17\% " in tex
+    # The drafts carry this run's numbers, measured here from the sources.
+    pairs = Counter((CLASS_NAMES[y[i]], CLASS_NAMES[pred[i]]) for i in wrong)
+    assert f"The {len(wrong)} wrong images shown are: " + ", ".join(
+        f"{t} taken for {p} ({n})" for (t, p), n in pairs.most_common()) + "." in answer["1.8.4a"]  # fmt: skip
+    assert "this run did not measure how hard these drawings are for a person" in answer["1.8.4b"].lower()
+    assert ", ".join(f"#{i} {CLASS_NAMES[y[i]]} as {CLASS_NAMES[pred[i]]}" for i in wrong) in answer["1.8.4b"]
+    (vkept, vacc, _), (hkept, hacc, _) = outcome["vflip"], outcome["hflip"]
+    assert (f"flipped vertically, {vkept} of the {len(shown)} correct images shown stay correct and the accuracy goes "
+            f"from {clean:.4f} to {vacc:.4f}; flipped horizontally, {hkept} of {len(shown)} stay correct and the "
+            f"accuracy is {hacc:.4f}") in answer["1.8.11"]  # fmt: skip
+    dense_last = last["densenet"]
+    assert (f"the winning dense net scores {dense_last['train_acc']:.4f} on training images and "
+            f"{dense_last['dev_acc']:.4f} on the dev set") in answer["1.5.12"]  # fmt: skip
+    conv_winner = winners["convnet"]
+    assert (f"In all the dense net has {weights + biases:,} parameters and the conv net "
+            f"{conv_winner['param_count']:,}") in answer["1.6.2"]  # fmt: skip
+    assert (f"`Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1))`, has {8 * 9 + 8} parameters for {8 * 26 * 26:,} "
+            "outputs (8 x 26 x 26)") in answer["1.6.2"]  # fmt: skip
 
-    again = run_cli([*args, "--out", str(tmp_path / "again")], tmp_path)
+    # The LaTeX document: every *** question once, under its section, drafts marked, figures present, paths escaped.
+    tex = (out / "jdoe_12_hw3_programming.tex").read_text()
+    for question in QUESTIONS:
+        assert len(re.findall(rf"(?<![\w.]){re.escape(question)}(?!\w)", tex)) == 1, question
+    sections = tex_answers(tex)
+    assert [k for k in sections if k in QUESTIONS] == list(QUESTIONS)
+    assert [k for k in sections if k not in QUESTIONS] == ["1.5", "1.6", "1.8"]
+    for question in QUESTIONS:
+        marked = r"\textbf{Draft, for you to check and rewrite:}" in sections[question]
+        assert marked == (question in DRAFTS), question
+    included = re.findall(r"\\includegraphics\[[^]]*\]\{([^}]*)\}", tex)
+    assert included and all((out / name).is_file() for name in included), included
+    assert {"densenet-curves.png", "convnet-curves.png", "wrong.png", "noisy-example.png"} <= set(included)
+    assert r"\author{\studentname \\ JHID: jdoe\_12}" in tex
+    assert rf"\texttt{{sub 50{ESCAPED}/\allowbreak{{}}bestmodel.pt}}" in tex
+    assert f"trials{ESCAPED}" in tex and SPECIAL not in tex
+    if COMPILER:
+        pdf = (out / "jdoe_12_hw3_programming.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+        assert f"compiled report{SPECIAL}/jdoe_12_hw3_programming.pdf with {COMPILER}" in result.stdout.splitlines()
+    assert "YOURJHIDHERE" not in result.stdout + tex
+
+    again = run_cli([*args, "--out", "again"], tmp_path)
     assert again.returncode == 0, again.stderr
-    assert digest(tmp_path / "again") == digest(out), "the same inputs give identical report.md, answers.tex and PNGs"
-    assert f"wrote {tmp_path / 'again' / 'report.md'} and its figures" in again.stdout
+    assert digest(tmp_path / "again") == digest(out), "the same inputs give identical files, the PDF included"
+    assert "wrote again/report.md, again/jdoe_12_hw3_programming.tex and the figures" in again.stdout
+
+
+@pytest.mark.slow
+def test_without_a_latex_compiler_the_report_says_how_to_compile(submission, swept, tmp_path):
+    no_tools = tmp_path / "bin"
+    no_tools.mkdir()
+    args = ["-m", "qd", "report", "--submission", str(submission), "--out", "report", str(swept / "outputs")]
+    result = run_cli(args, tmp_path, env={"PATH": str(no_tools)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "no LaTeX compiler on PATH (pdflatex, tectonic): for YOURJHIDHERE_hw3_programming.pdf, run "
+        "`pdflatex YOURJHIDHERE_hw3_programming.tex` in report (Debian: apt-get install texlive-latex-base)",
+        "YOURJHIDHERE is the course's placeholder: before upload, put your JHID in its place in "
+        "YOURJHIDHERE_hw3_programming.tex and .pdf, or rerun with --name JHID",
+    ]
+    written = {p.name for p in (tmp_path / "report").iterdir()}
+    assert "YOURJHIDHERE_hw3_programming.tex" in written and not [n for n in written if n.endswith(".pdf")]
+
+
+@pytest.mark.skipif(COMPILER is None, reason="no LaTeX compiler on PATH (apt-get install texlive-latex-base)")
+def test_a_document_that_does_not_compile_is_refused_with_the_latex_error(tmp_path):
+    (tmp_path / "x.tex").write_text("\\documentclass{article}\n\\begin{document}\n\\nosuchmacro\n\\end{document}\n")
+    with pytest.raises(QDError) as refused:
+        compile_pdf(tmp_path, "x.tex", Path("report"))
+    assert str(refused.value) == (
+        f"report/x.tex: {COMPILER} could not compile it (! Undefined control sequence.); nothing written"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tex"], "no PDF, no temporary folder left"
+
+
+@pytest.mark.parametrize("command", ["report", "promote"])
+def test_a_name_that_is_not_a_jhid_is_refused_before_anything_is_written(command, tmp_path):
+    result = run_cli(["-m", "qd", command, "--name", "j.doe/12", "--out", "out", "."], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --name: got 'j.doe/12'; expected your JHID: 1 to 64 letters, digits or underscores (e.g. jsmith12)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_submission_says_to_promote_first(tmp_path):

@@ -2,8 +2,9 @@
 
 Builds data/real_sample (course-shaped splits of the 2,400 vendored Quick, Draw! drawings: 1,500 train,
 450 dev, 450 test) if absent, runs short sweeps of the three models with their presets, promotes the
-winners into outputs/demo/submission (with code.zip), prints them and writes the report
-(outputs/demo/report/report.md). A rerun finds the studies complete and only promotes again.
+winners into outputs/demo/submission (with YOURJHIDHERE_code.zip), prints them and writes the report
+(outputs/demo/report/: report.md, YOURJHIDHERE_hw3_programming.tex and its PDF where pdflatex is on PATH).
+A rerun finds the studies complete and only promotes again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from qd import ROOT
 from qd.core.runtime import configure_cpu
 from qd.datasets.prepare import ensure_data
+from qd.deliver.jhid import PLACEHOLDER
 from qd.deliver.promote import describe, promote
 from qd.deliver.report import main as report
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = "".join(f", {s}" for s in fixed if not s.startswith("train.eval_every"))
         stage(number, f"sweep {model}: {trials} trials of {steps} steps (preset sweeps/{preset}.yaml{settings})")
         run_sweep(model, preset, trials, steps, fixed)
-    stage(5, "promote the winners, verify them and bundle code.zip")
+    stage(5, f"promote the winners, verify them and bundle {PLACEHOLDER}_code.zip")
     configure_cpu()
     out = DEMO_DIR / "submission"
     winners = promote([str(DEMO_DIR)], out, Path(DATA["dir"]))
@@ -65,6 +67,6 @@ def main(argv: list[str] | None = None) -> None:
         print("  " + describe(record))
     stage(6, "the report: the course's questions answered with measured figures")
     report(["--out", str(DEMO_DIR / "report"), "--submission", str(out), str(DEMO_DIR)])
-    print(f"\nsubmission: {out}/ (code.zip inside); report: {DEMO_DIR}/report/report.md")
+    print(f"\nsubmission: {out}/ ({PLACEHOLDER}_code.zip inside); report: {DEMO_DIR}/report/")
     print(f"{time.monotonic() - start:.0f} s in all")
 

@@ -1,6 +1,6 @@
 """Promotion: the best candidate of each model becomes a verified deliverable.
 
-    python -m qd promote --out submission                 # sweeps under outputs/, course runs in model_files/
+    python -m qd promote --out submission --name jsmith12   # sweeps under outputs/, course runs in model_files/
     python -m qd promote outputs/sweeps/bestmodel sqlite:///outputs/sweeps/bestmodel.db --data-dir data/synthetic
     python -m qd promote --models densenet                # densenet only; the submission's other files are kept
 
@@ -10,8 +10,9 @@ matches its record; for densenet, only one trained with the course defaults but 
 (course question 1.5.7; --any-settings lifts it). It copies the checkpoint to <model>.pt, predicts the
 test images, checks that the checkpoint reproduces the recorded dev accuracy, that the course command
 line predicts the same, and bestmodel's size; writes the best model's README and, once the three models
-are there, code.zip. The new submission is built beside the old one, keeping the old one's files of the
-models not promoted, and swapped in only when every check passed.
+are there, <JHID>_code.zip (--name; the course's YOURJHIDHERE_code.zip without it). The new submission is
+built beside the old one, keeping the old one's files of the models not promoted, and swapped in only when
+every check passed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from qd.core.errors import QDError, exit_on_user_error
 from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
 from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, write_code_zip
+from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced
 from qd.experiment.identity import differences, flatten, without
@@ -140,8 +142,10 @@ def promote(
     models: tuple[str, ...] = MODELS,
     require_all: bool = False,
     any_settings: bool = False,
+    jhid: str = PLACEHOLDER,
 ) -> dict[str, dict]:
-    """Build, verify and swap in a new submission; return the winners promoted this time."""
+    """Build, verify and swap in a new submission, its code zip named `<jhid>_code.zip`; return the winners
+    promoted this time."""
     records = collect(sources)
     winners, skipped = pick_winners(records, data_dir, models, any_settings)
     for line in skipped:
@@ -158,7 +162,7 @@ def promote(
             write_model_readme(stage / "README.md", winners["bestmodel"], records)
         (stage / WINNERS).write_text(json.dumps(kept | winners, indent=2, sort_keys=True, default=str) + "\n")
         if all((stage / name).is_file() for name in DELIVERABLES):
-            write_code_zip(stage / "code.zip", stage)
+            write_code_zip(stage / f"{jhid}_code.zip", stage)
     for model in MODELS:
         if model not in winners:
             print(f"{model}: kept from the previous submission" if model in kept else
@@ -170,10 +174,10 @@ def keep_others(out: Path, stage: Path, winners: dict[str, dict]) -> dict[str, d
     """Copy the previous submission's files into `stage`, but for the models promoted now; their winners."""
     if not (out / WINNERS).is_file():
         return {}
-    replaced_now = {n for m in winners for n in (f"{m}.pt", PREDICTIONS[m])} | {"code.zip", WINNERS}
+    replaced_now = {n for m in winners for n in (f"{m}.pt", PREDICTIONS[m])} | {WINNERS}
     replaced_now |= {"README.md"} if "bestmodel" in winners else set()
-    for path in out.iterdir():
-        if path.is_file() and path.name not in replaced_now:
+    for path in out.iterdir():  # the code zip is made anew, under this promotion's name
+        if path.is_file() and path.name not in replaced_now and not path.name.endswith("_code.zip"):
             shutil.copy2(path, stage / path.name)
     previous = json.loads((out / WINNERS).read_text())
     return {m: r for m, r in previous.items() if m not in winners}
@@ -198,14 +202,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--require-all", action="store_true", help="fail unless every model asked for has a winner")
     parser.add_argument("--any-settings", action="store_true",
                         help="densenet: any settings, not only the course defaults but the learning rate (1.5.7)")
+    add_name_flag(parser)
     args = parser.parse_args(argv)
     sources = args.sources or [d for d in ("outputs", "model_files") if Path(d).is_dir()]
     configure_cpu()
     with exit_on_user_error():
         if not sources + args.runs:
             raise QDError("no outputs/ or model_files/ here: name the sweep folders, course-run folders or storages")
+        jhid = prefix(args.name)
         winners = promote(sources + args.runs, args.out, args.data_dir, args.models, args.require_all,
-                          args.any_settings)  # fmt: skip
+                          args.any_settings, jhid)  # fmt: skip
     for model in winners:
         print(describe(winners[model]))
     print(f"promoted to {args.out}/: {', '.join(sorted(p.name for p in args.out.iterdir()))}")
+    hint = rename_hint(jhid, f"{jhid}_code.zip")
+    if hint and (args.out / f"{jhid}_code.zip").exists():
+        print(hint)

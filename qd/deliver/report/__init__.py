@@ -1,14 +1,16 @@
-"""The write-up's evidence: figures and measured answers to the course's *** questions.
+"""The write-up: figures, measured answers and drafted explanations for the course's *** questions.
 
-    python -m qd report --out report                          # submission/ and the trials under outputs/
+    python -m qd report --out report --name jsmith12          # submission/ and the trials under outputs/
     python -m qd report --out report --submission submission outputs/sweeps sqlite:///outputs/sweeps/convnet.db
 
 Reads the promoted submission (winners.json and the three checkpoints), the winners' training logs
-and the sweeps' trials on the winners' data; writes report.md, answers.tex (a LaTeX fragment) and
-PNG figures into --out. The same inputs give the same bytes: no timestamps, seeded noise, fixed
-figure sizes. The folder is built beside --out and swapped in when complete.
+and the sweeps' trials on the winners' data; writes report.md, the course's LaTeX document
+<JHID>_hw3_programming.tex (YOURJHIDHERE_... without --name), its PDF where a LaTeX compiler is on
+PATH, and PNG figures into --out. The same inputs give the same bytes: no timestamps, seeded noise,
+fixed figure sizes, fixed PDF dates. The folder is built beside --out and swapped in when complete.
 
-measure.py measures, figures.py draws, render.py writes the text; this module puts them together.
+measure.py measures, figures.py draws, answers.py answers, render.py writes report.md, document.py
+the LaTeX document and its PDF; this module puts them together.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ from pathlib import Path
 from qd.core.errors import exit_on_user_error
 from qd.core.fsutil import atomic_write_text
 from qd.core.runtime import configure_cpu
+from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
+from qd.deliver.report.answers import QUESTIONS
+from qd.deliver.report.document import compile_pdf, document
 from qd.deliver.report.measure import measure
 from qd.deliver.report.render import render
 from qd.deliver.swap import replaced
 
 
-def write_report(submission: Path, sources: list[str], out: Path) -> Path:
-    """Build report.md, answers.tex and the figures in a folder beside `out`, then swap it in."""
+def write_report(submission: Path, sources: list[str], out: Path, jhid: str = PLACEHOLDER) -> str:
+    """Build report.md, the LaTeX document, its PDF and the figures beside `out`, then swap them in; what the
+    PDF step says."""
     m = measure(submission, sources)
+    answered = [(q, q.answer(m)) for q in QUESTIONS]
+    tex_name = f"{jhid}_hw3_programming.tex"
     with replaced(out) as stage:
-        report_md, answers_tex = render(m, stage)
+        report_md, shown = render(m, stage, answered, tex_name)
         atomic_write_text(stage / "report.md", report_md)
-        atomic_write_text(stage / "answers.tex", answers_tex)
-    return out / "report.md"
+        atomic_write_text(stage / tex_name, document(m, answered, shown, jhid))
+        return compile_pdf(stage, tex_name, out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,8 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sources", nargs="*", default=["outputs"], help="sweep folders or storage URLs (outputs/)")
     parser.add_argument("--out", type=Path, default=Path("report"), help="the report folder (report/)")
     parser.add_argument("--submission", type=Path, default=Path("submission"), help="the promoted submission")
+    add_name_flag(parser)
     args = parser.parse_args(argv)
     configure_cpu()
     with exit_on_user_error():
-        path = write_report(args.submission, args.sources, args.out)
-    print(f"wrote {path} and its figures")
+        jhid = prefix(args.name)
+        pdf = write_report(args.submission, args.sources, args.out, jhid)
+    print(f"wrote {args.out / 'report.md'}, {args.out / f'{jhid}_hw3_programming.tex'} and the figures")
+    print(pdf)
+    hint = rename_hint(jhid, f"{jhid}_hw3_programming.tex and .pdf")
+    if hint:
+        print(hint)

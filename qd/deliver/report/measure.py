@@ -15,12 +15,14 @@ from qd.core.errors import QDError
 from qd.core.predict import predict
 from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS
+from qd.deliver.model_readme import layer_table
 from qd.experiment.results import collect, label
 
 SEED = 0
 N_SHOWN = 10
 NOISE = 0.1  # the course's noise: std one tenth of each image's value range
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+STROKE = 128  # a pixel at least this bright (of 255) counts as part of a stroke
 PERTURBATIONS = {  # kind -> how the report describes it
     "noise": f"with Gaussian noise of std {NOISE} of each image's range (seed {SEED})",
     "vflip": "flipped vertically",
@@ -49,11 +51,12 @@ class Measurements:
     winners: dict[str, dict]
     records: list[dict]  # the trials on the winners' data
     left_out: int  # trials on other data
-    logs: dict[str, pd.DataFrame] = field(default_factory=dict)  # the dense and conv winners' CSV logs
+    logs: dict[str, pd.DataFrame] = field(default_factory=dict)  # the winners' CSV logs
     majority: dict[str, tuple[str, float]] = field(default_factory=dict)  # split -> (class, share)
     dense_weights: list[tuple[int, int]] = field(default_factory=list)  # (inputs, outputs) per layer
     dense_biases: list[int] = field(default_factory=list)
     configs: dict[str, dict] = field(default_factory=dict)  # model -> the promoted checkpoint's config
+    layers: dict[str, list] = field(default_factory=dict)  # model -> its layer table (model_readme.layer_table)
     best_file_bytes: int = 0
     images: np.ndarray | None = None  # the dev images, (N, 28, 28)
     y: np.ndarray | None = None
@@ -105,6 +108,20 @@ class Measurements:
         """Counts (true class, predicted class) on the dev set."""
         cells = self.y * N_CLASSES + self.pred
         return np.bincount(cells, minlength=N_CLASSES * N_CLASSES).reshape(N_CLASSES, N_CLASSES)
+
+    @property
+    def class_accuracy(self) -> np.ndarray:
+        """Per true class, the share of its dev images predicted right."""
+        return np.diag(self.confusion) / self.confusion.sum(axis=1).clip(min=1)
+
+    def stroke_share(self, rows: np.ndarray) -> float:
+        """The mean share of stroke pixels in the dev images `rows` (indices or a mask)."""
+        return float((self.images[rows] >= STROKE).mean())
+
+    @property
+    def best_trials(self) -> list[dict]:
+        """The complete best-model trials with their searched settings."""
+        return [r for r in self.complete if r["model"] == "bestmodel" and isinstance(r.get("params"), dict)]
 
     @property
     def worst_confusion(self) -> str:
@@ -160,15 +177,16 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
     found = collect(sources)
     records = [r for r in found if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
     m = Measurements(submission, sources, data_dir, winners, records, len(found) - len(records))
-    m.logs = {model: read_log(winners[model], model) for model in ("densenet", "convnet")}
+    m.logs = {model: read_log(winners[model], model) for model in MODELS}
     for split in ("dev", "train"):
         counts = np.bincount(np.load(data_dir / FILES[split][1]), minlength=N_CLASSES)
         m.majority[split] = (CLASS_NAMES[counts.argmax()], counts.max() / counts.sum())
-    dense, _ = load_model(submission / "densenet.pt", expect="densenet")
-    named = list(dense.named_parameters())
+    loaded = {model: load_model(submission / f"{model}.pt", expect=model) for model in MODELS}
+    named = list(loaded["densenet"][0].named_parameters())
     m.dense_weights = [(p.shape[1], p.shape[0]) for n, p in named if n.endswith("weight")]
     m.dense_biases = [p.numel() for n, p in named if n.endswith("bias")]
-    m.configs = {model: load_model(submission / f"{model}.pt", expect=model)[1]["meta"]["config"] for model in MODELS}
+    m.configs = {model: ckpt["meta"]["config"] for model, (_, ckpt) in loaded.items()}
+    m.layers = {model: layer_table(net) for model, (net, _) in loaded.items()}
     m.best_file_bytes = (submission / "bestmodel.pt").stat().st_size
     measure_failures(m)
     return m
