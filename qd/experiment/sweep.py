@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 import random
 import socket
@@ -24,10 +25,13 @@ from optuna.trial import TrialState
 
 from qd.core.errors import Pruned, QDError, SweepFailed, one_line
 from qd.core.train import config_terms
+from qd.experiment import slurm
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended.
+# Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended; the
+# sweeping process that launched it (host:pid) and, when the job runs under Slurm, its Slurm job.
 JOB_DIR, WORKER, OUTCOME, REASON = "job_dir", "worker", "qd_outcome", "qd_reason"
+SWEEPER, SLURM_JOB = "sweeper", "slurm_job"
 _job_numbers = itertools.count()
 
 
@@ -36,6 +40,7 @@ def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
     job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
     trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
     trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
+    trial.set_user_attr(SWEEPER, f"{socket.gethostname()}:{os.getpid()}")
     conditional = cfg.get("search", {}).get("conditional")
     if conditional:
         for name, spec in OmegaConf.to_container(conditional).items():
@@ -72,16 +77,19 @@ def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) ->
             state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
         result = tell(trial, state=state, values=values, **kwargs)
         study._qd_told.append((state, reason))
-        if state == TrialState.COMPLETE:
-            print(f"trial {trial.number}: dev accuracy {values[0]:.4f}", flush=True)
-        else:
-            ended = "pruned" if state == TrialState.PRUNED else "failed"
-            print(f"trial {trial.number} {ended}: {reason}", flush=True)
+        print(trial_line(trial.number, state, values, reason), flush=True)
         if len(study._qd_told) == n_trials:
             _summarise(study, n_trials)
         return result
 
     study.tell = honest_tell
+
+
+def trial_line(number: int, state: TrialState, values: list[float] | None, reason: str) -> str:
+    """How a trial ended, in the one line the sweep prints for it."""
+    if state == TrialState.COMPLETE:
+        return f"trial {number}: dev accuracy {values[0]:.4f}"
+    return f"trial {number} {'pruned' if state == TrialState.PRUNED else 'failed'}: {reason}"
 
 
 def n_trials_text(n: int) -> str:
@@ -120,13 +128,31 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
 def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
     """The running trial of this job, found in the study by the job's folder."""
     study = optuna.load_study(study_name=hc.sweeper.study_name, storage=hc.sweeper.storage, pruner=pruner)
-    job_dir = str(Path(hc.runtime.output_dir).resolve())
+    job_dir = Path(hc.runtime.output_dir)
+    trial = running_trial(study, job_dir)
+    if trial is None:
+        raise QDError(f"{job_dir.resolve()}: no running trial of study {study.study_name} belongs to this job")
+    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    if slurm.job_id():
+        trial.set_user_attr(SLURM_JOB, slurm.job_id())
+    return trial
+
+
+def running_trial(study: optuna.Study, job_dir: Path) -> optuna.Trial | None:
+    """The running trial of `study` whose job's folder is `job_dir`, if any."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(JOB_DIR) == job_dir:
-            trial = optuna.trial.Trial(study, t._trial_id)
-            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
-            return trial
-    raise QDError(f"{job_dir}: no running trial of study {study.study_name} belongs to this job")
+        if t.user_attrs.get(JOB_DIR) == str(job_dir.resolve()):
+            return optuna.trial.Trial(study, t._trial_id)
+    return None
+
+
+def record_lost_job(storage: str, study_name: str, job_dir: Path, reason: str) -> None:
+    """Record that the job of `job_dir` ended without a word (Slurm cancelled or killed it) and why, on its running
+    trial: the sweeping process then tells the trial FAIL with that reason."""
+    trial = running_trial(optuna.load_study(study_name=study_name, storage=storage), job_dir)
+    if trial is not None:
+        trial.set_user_attr(OUTCOME, "failed")
+        trial.set_user_attr(REASON, reason)
 
 
 class SweepTrial:
@@ -166,6 +192,7 @@ def resume_overrides(sweeper: DictConfig, unclaimed_after_s: float) -> list[str]
     if not existed:
         print(f"new study {sweeper.study_name}: {n_trials_text(int(sweeper.n_trials))} to run")
         return []
+    _adopt_orphans(study, optuna.storages.RDBStorage(str(sweeper.storage)))
     _fail_dead_trials(study, unclaimed_after_s)
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state.is_finished() for t in trials)
@@ -223,6 +250,43 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # it runs, as another user
         return True
     return True
+
+
+OUTLIVED = "its job outlived the sweep that launched it"
+
+
+def _adopt_orphans(study: optuna.Study, uncached: optuna.storages.RDBStorage) -> None:
+    """Tell the study how the jobs of a dead sweeping process of this host ended, when they outlived it (a Slurm job
+    does): wait for those still running, then take each outcome from the trial (a job that failed or was pruned
+    says so there) or from the job's record (a complete one)."""
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        sweeper_host, _, pid = t.user_attrs.get(SWEEPER, ":").partition(":")
+        if sweeper_host != host or process_alive(int(pid)):
+            continue
+        if _job_running(t):
+            print(f"waiting for trial {t.number}: {OUTLIVED}", flush=True)
+            while _job_running(t):
+                time.sleep(1)
+        attrs = uncached.get_trial_user_attrs(t._trial_id)
+        path = Path(t.user_attrs.get(JOB_DIR, "."), "metrics.json")
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if attrs.get(OUTCOME):
+            state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
+        elif record.get("state") == "complete":
+            state, values = TrialState.COMPLETE, [record["best_dev_acc"]]
+        else:
+            continue  # it died without a word: _fail_dead_trials
+        study.tell(t.number, state=state, values=values)
+        print(f"{trial_line(t.number, state, values, attrs.get(REASON, ''))} ({OUTLIVED})", flush=True)
+
+
+def _job_running(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's job still runs: its process, on this host; its Slurm job, elsewhere."""
+    host, _, pid = trial.user_attrs.get(WORKER, ":").partition(":")
+    if host == socket.gethostname():
+        return process_alive(int(pid))
+    return bool(trial.user_attrs.get(SLURM_JOB)) and slurm.running(trial.user_attrs[SLURM_JOB])
 
 
 def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
