@@ -1,11 +1,18 @@
-"""Shared fixtures: a small course-shaped synthetic folder and a runner for the command lines."""
+"""Shared fixtures: a small course-shaped synthetic folder, a runner for the command lines, and real servers: a
+PostgreSQL and a single-node Slurm."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +132,130 @@ def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:
     cfg["data"]["dir"] = str(data_dir)
     cfg["train"].update(steps=steps, eval_every=10, threads=1, **train)
     return cfg
+
+
+def ours(text: str) -> list[str]:
+    """The lines qd printed: Hydra's own log lines (`[date][HYDRA] ...`) left out."""
+    return [line for line in text.splitlines() if line and not re.match(r"^\[[\d-]+ [\d:,]+\]\[HYDRA\]", line)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1, owned by the postgres user, removed afterwards; its URL without a
+    database."""
+    bindir = next(Path("/usr/lib/postgresql").glob("*/bin"), None)
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    data = Path(tempfile.mkdtemp(prefix="qd-pg-"))  # under /tmp, which the postgres user can reach
+    shutil.chown(data, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(
+        [*as_postgres, bindir / "initdb", "-D", data, "-A", "trust", "-U", "qd"], check=True, capture_output=True
+    )
+    port = free_port()
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-o", options, "-w", "-l", data / "log", "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    yield f"postgresql://qd@127.0.0.1:{port}"
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(postgres_server) -> str:
+    """A new, empty database of the session's PostgreSQL server: its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"qd_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres_server}/{name}"
+
+
+SLURM_CONF = """\
+ClusterName=qdtest
+SlurmctldHost={host}
+SlurmUser={user}
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={folder}/munge.socket
+MpiDefault=none
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+StateSaveLocation={folder}/state
+SlurmdSpoolDir={folder}/spool
+SlurmctldPidFile={folder}/slurmctld.pid
+SlurmdPidFile={folder}/slurmd.pid
+SlurmctldLogFile={folder}/slurmctld.log
+SlurmdLogFile={folder}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+KillWait=2
+NodeName={host} CPUs=2 RealMemory={memory_mb}
+PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict[str, str]:
+    """A real single-node Slurm without accounting, as on many small clusters: munged, slurmctld and slurmd on free
+    ports, with its key, state and logs in a temporary folder; its node idle. Yields the environment that points
+    Slurm's commands at it (SLURM_CONF). Afterwards cancels its jobs and stops every daemon it started, by PID."""
+    commands = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
+    missing = [c for c in commands if not shutil.which(c)]
+    if missing:
+        pytest.skip(f"Slurm is not installed ({', '.join(missing)} not found): apt-get install slurm-wlm munge")
+    folder = Path(tempfile.mkdtemp(prefix="qd-slurm-"))
+    folder.chmod(0o755)  # munged serves its socket only from a folder everyone may enter
+    key = folder / "munge.key"
+    key.write_bytes(os.urandom(128))
+    key.chmod(0o600)
+    host = socket.gethostname().split(".")[0]
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
+    conf = folder / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(host=host, user=getpass.getuser(), folder=folder, ctld_port=free_port(),
+                                      slurmd_port=free_port(), memory_mb=memory_mb))  # fmt: skip
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    started = []
+    try:
+        for argv in (["munged", "--foreground", f"--key-file={key}", f"--socket={folder}/munge.socket",
+                      f"--pid-file={folder}/munged.pid", f"--log-file={folder}/munged.log",
+                      f"--seed-file={folder}/munged.seed"],
+                     ["slurmctld", "-D", "-f", str(conf)], ["slurmd", "-D", "-f", str(conf)]):  # fmt: skip
+            started.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.time() + 60
+        while _ask(env, "sinfo", "--noheader", "--format=%T").strip() != "idle":
+            logs = {p.name: p.read_text()[-2000:] for p in folder.glob("*.log")}
+            assert time.time() < deadline and all(p.poll() is None for p in started), f"Slurm did not come up: {logs}"
+            time.sleep(0.2)
+        yield {"SLURM_CONF": str(conf)}
+    finally:
+        if started:
+            _ask(env, "scancel", f"--user={getpass.getuser()}")
+            deadline = time.time() + 60
+            while time.time() < deadline and _ask(env, "squeue", "--noheader").strip():
+                time.sleep(0.5)
+        for daemon in reversed(started):
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ask(env: dict, *argv: str) -> str:
+    """What a Slurm command prints."""
+    return subprocess.run(argv, env=env, capture_output=True, text=True).stdout

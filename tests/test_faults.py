@@ -5,12 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -105,33 +102,6 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
         assert not list(tmp_path.glob(".submission.*")), f"killed at {event}: recover left a staging folder"
     assert run_cli(promote, tmp_path).returncode == 0
     assert digest(tmp_path / "submission") == new
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def postgres():
-    """A real PostgreSQL server on 127.0.0.1, owned by the postgres user, removed afterwards."""
-    bindir = next(Path("/usr/lib/postgresql").glob("*/bin"), None)
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    data = Path(tempfile.mkdtemp(prefix="qd-pg-"))  # under /tmp, which the postgres user can reach
-    shutil.chown(data, "postgres")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run(
-        [*as_postgres, bindir / "initdb", "-D", data, "-A", "trust", "-U", "qd"], check=True, capture_output=True
-    )
-    port = _free_port()
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-o", options, "-w", "-l", data / "log", "start"],
-                   check=True, capture_output=True)  # fmt: skip
-    yield f"postgresql://qd@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
 
 
 def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_trials(course_dir, tmp_path, postgres):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, study_trials
+from conftest import ROOT, ours, run_cli, study_trials
 
 HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "Traceback", "Joblib.Parallel")
 
@@ -22,11 +22,6 @@ def main(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "QD_STORAGE"}
     return subprocess.run([sys.executable, str(ROOT / "main_densenet.py"), *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=400, env={**env, "PYTHONPATH": str(ROOT)})  # fmt: skip
-
-
-def ours(text: str) -> list[str]:
-    """The lines qd printed: Hydra's own log lines (`[date][HYDRA] ...`) left out."""
-    return [line for line in text.splitlines() if line and not re.match(r"^\[[\d-]+ [\d:,]+\]\[HYDRA\]", line)]
 
 
 REFUSALS = [

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from qd.core.errors import QDError, SweepFailed, exit_on_user_error
+from qd.experiment import slurm
 from qd.experiment.conf import CONF_DIR
 
 # torch (qd.core.job) and optuna (qd.experiment.sweep) are imported where they are needed: a sweep's
@@ -155,6 +156,8 @@ def task(cfg: DictConfig) -> float:
     out, model = Path(hc.runtime.output_dir), job_cfg["model"]["name"]
     files = {"log": out / f"{model}.log", "checkpoint": out / f"{model}.pt", "record": out / "metrics.json"}
     info = {"job_dir": str(out.resolve()), "overrides": list(hc.overrides.task)}
+    if slurm.job_id():
+        info["slurm_job"] = slurm.job_id()
     n_jobs = hc.launcher.get("n_jobs")  # the joblib launcher's parallel workers share this machine's cores
     workers = (n_jobs if n_jobs > 0 else os.cpu_count() or 1) if n_jobs else 1
     if hc.mode == RunMode.MULTIRUN:

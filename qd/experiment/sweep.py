@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 import random
 import socket
@@ -28,14 +29,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from qd.core.errors import Pruned, QDError, SweepFailed, one_line
 from qd.core.train import config_terms
+from qd.experiment import slurm
 from qd.experiment.identity import differences, fixed_configuration, short_hash
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # enqueue_trial, in 2.10
-# Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended.
+# Trial user attributes: the job's folder, its process (host:pid), and how a job that ended early ended; the
+# sweeping process that launched it (host:pid) and, when the job runs under Slurm, its Slurm job.
 JOB_DIR, WORKER, OUTCOME, REASON = "job_dir", "worker", "qd_outcome", "qd_reason"
-INTERRUPTED = "interrupted (its process died)"  # the REASON of a trial whose process died: it runs again
-FIXED = "qd_fixed_configuration"  # the study's user attribute: the configuration its trials share
+SWEEPER, SLURM_JOB = "sweeper", "slurm_job"
+# The OUTCOME of a trial whose job was lost (its process died; Slurm cancelled it or lost its node): a rerun of
+# the sweep runs it again with its parameters, and it does not count toward n_trials.
+INTERRUPTED = "interrupted"
+# The study's user attributes: the configuration its trials share; the interrupted trials already queued again.
+FIXED, REQUEUED = "qd_fixed_configuration", "qd_requeued"
 T = TypeVar("T")
 _job_numbers = itertools.count()
 
@@ -45,6 +52,7 @@ def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
     job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
     trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
     trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
+    trial.set_user_attr(SWEEPER, f"{socket.gethostname()}:{os.getpid()}")
     conditional = OmegaConf.select(cfg, "search.conditional")
     for name, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
         spec = next((s for s in specs if chosen(trial, s["when"]["key"]) in s["when"]["values"]), None)
@@ -87,16 +95,19 @@ def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) ->
             state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
         result = tell(trial, state=state, values=values, **kwargs)
         study._qd_told.append((state, reason))
-        if state == TrialState.COMPLETE:
-            print(f"trial {trial.number}: dev accuracy {values[0]:.4f}", flush=True)
-        else:
-            ended = "pruned" if state == TrialState.PRUNED else "failed"
-            print(f"trial {trial.number} {ended}: {reason}", flush=True)
+        print(trial_line(trial.number, state, values, reason), flush=True)
         if len(study._qd_told) == n_trials:
             _summarise(study, n_trials)
         return result
 
     study.tell = honest_tell
+
+
+def trial_line(number: int, state: TrialState, values: list[float] | None, reason: str) -> str:
+    """How a trial ended, in the one line the sweep prints for it."""
+    if state == TrialState.COMPLETE:
+        return f"trial {number}: dev accuracy {values[0]:.4f}"
+    return f"trial {number} {'pruned' if state == TrialState.PRUNED else 'failed'}: {reason}"
 
 
 def n_trials_text(n: int) -> str:
@@ -135,13 +146,32 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
 def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
     """The running trial of this job, found in the study by the job's folder."""
     study = optuna.load_study(study_name=hc.sweeper.study_name, storage=hc.sweeper.storage, pruner=pruner)
-    job_dir = str(Path(hc.runtime.output_dir).resolve())
+    job_dir = Path(hc.runtime.output_dir)
+    trial = running_trial(study, job_dir)
+    if trial is None:
+        raise QDError(f"{job_dir.resolve()}: no running trial of study {study.study_name} belongs to this job")
+    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    if slurm.job_id():
+        trial.set_user_attr(SLURM_JOB, slurm.job_id())
+    return trial
+
+
+def running_trial(study: optuna.Study, job_dir: Path) -> optuna.Trial | None:
+    """The running trial of `study` whose job's folder is `job_dir`, if any."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(JOB_DIR) == job_dir:
-            trial = optuna.trial.Trial(study, t._trial_id)
-            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
-            return trial
-    raise QDError(f"{job_dir}: no running trial of study {study.study_name} belongs to this job")
+        if t.user_attrs.get(JOB_DIR) == str(job_dir.resolve()):
+            return optuna.trial.Trial(study, t._trial_id)
+    return None
+
+
+def record_lost_job(storage: str, study_name: str, job_dir: Path, reason: str, interrupted: bool) -> None:
+    """Record that the job of `job_dir` ended without a word (Slurm cancelled or killed it) and why, on its running
+    trial: the sweeping process then tells the trial FAIL with that reason. An interrupted one (cancelled, its node
+    lost) runs again when the sweep is run again; one that failed on its own (out of time or memory) counts."""
+    trial = running_trial(optuna.load_study(study_name=study_name, storage=storage), job_dir)
+    if trial is not None:
+        trial.set_user_attr(OUTCOME, INTERRUPTED if interrupted else "failed")
+        trial.set_user_attr(REASON, reason)
 
 
 class SweepTrial:
@@ -203,7 +233,7 @@ def start_study(cfg: DictConfig, job: dict, argv: list[str]) -> list[str]:
     if not existed:
         print(f"new study {name}: {n_trials_text(int(sweeper.n_trials))} to run")
         return named_override
-    return named_override + _resume(study, sweeper, cfg.resume.unclaimed_after_s)
+    return named_override + _resume(study, rdb, sweeper, cfg.resume.unclaimed_after_s)
 
 
 def _recorded_or_record(study: optuna.Study, fixed: dict) -> dict | None:
@@ -228,14 +258,16 @@ def search_space(sweeper: DictConfig, conditional: DictConfig | None, overrides:
     return {k: v for k, v in params.items() if k not in fixed}, set(conditional or {}) - fixed
 
 
-def _resume(study: optuna.Study, sweeper: DictConfig, unclaimed_after_s: float) -> list[str]:
+def _resume(
+    study: optuna.Study, uncached: optuna.storages.RDBStorage, sweeper: DictConfig, unclaimed_after_s: float
+) -> list[str]:
     """Make `n_trials` count the study's usable trials, so that a rerun resumes rather than adds; with nothing
     left to run, say so and exit."""
-    rerun = _fail_dead_trials(study, unclaimed_after_s)
-    for trial in rerun:
-        study.enqueue_trial(trial.params)
+    _adopt_orphans(study, uncached)
+    _fail_dead_trials(study, unclaimed_after_s)
+    rerun = _requeue_interrupted(study)
     trials = study.get_trials(deepcopy=False)
-    taken = [t for t in trials if t.state != TrialState.WAITING and t.user_attrs.get(REASON) != INTERRUPTED]
+    taken = [t for t in trials if t.state != TrialState.WAITING and t.user_attrs.get(OUTCOME) != INTERRUPTED]
     remaining = int(sweeper.n_trials) - len(taken)  # trials still running elsewhere count too
     if remaining <= 0:
         print(f"study {study.study_name} already holds {n_trials_text(len(taken))} of {sweeper.n_trials}; "
@@ -308,19 +340,69 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _fail_dead_trials(study: optuna.Study, grace: float) -> list[FrozenTrial]:
-    """Mark FAIL, as interrupted, the RUNNING trials whose process on this host is gone; return them.
+OUTLIVED = "its job outlived the sweep that launched it"
+
+
+def _adopt_orphans(study: optuna.Study, uncached: optuna.storages.RDBStorage) -> None:
+    """Tell the study how the jobs of a dead sweeping process of this host ended, when they outlived it (a Slurm job
+    does): wait for those still running, then take each outcome from the trial (a job that failed or was pruned
+    says so there) or from the job's record (a complete one)."""
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        sweeper_host, _, pid = t.user_attrs.get(SWEEPER, ":").partition(":")
+        if sweeper_host != host or process_alive(int(pid)):
+            continue
+        if _job_running(t):
+            print(f"waiting for trial {t.number}: {OUTLIVED}", flush=True)
+            while _job_running(t):
+                time.sleep(1)
+        attrs = uncached.get_trial_user_attrs(t._trial_id)
+        path = Path(t.user_attrs.get(JOB_DIR, "."), "metrics.json")
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if attrs.get(OUTCOME):
+            state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
+        elif record.get("state") == "complete":
+            state, values = TrialState.COMPLETE, [record["best_dev_acc"]]
+        else:
+            continue  # it died without a word: _fail_dead_trials
+        study.tell(t.number, state=state, values=values)
+        print(f"{trial_line(t.number, state, values, attrs.get(REASON, ''))} ({OUTLIVED})", flush=True)
+
+
+def _job_running(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's job still runs: its process, on this host; its Slurm job, elsewhere."""
+    host, _, pid = trial.user_attrs.get(WORKER, ":").partition(":")
+    if host == socket.gethostname():
+        return process_alive(int(pid))
+    return bool(trial.user_attrs.get(SLURM_JOB)) and slurm.running(trial.user_attrs[SLURM_JOB])
+
+
+def _requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
+    """Queue the interrupted trials not queued yet to run again with their own parameters (enqueue_trial: the
+    sweeper's next ask takes them first); return them."""
+    queued = set(study.user_attrs.get(REQUEUED, []))
+    again = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+             if t.user_attrs.get(OUTCOME) == INTERRUPTED and t.number not in queued]  # fmt: skip
+    for trial in again:
+        study.enqueue_trial(trial.params)
+    if again:
+        study.set_user_attr(REQUEUED, sorted(queued | {t.number for t in again}))
+    return again
+
+
+def _fail_dead_trials(study: optuna.Study, grace: float) -> None:
+    """Mark FAIL, as interrupted, the RUNNING trials whose process on this host is gone.
 
     A trial the sweeper asked for but had not yet tagged with its process when killed has no
     worker; after `grace` seconds (the preset's resume.unclaimed_after_s) it is taken as abandoned too.
     """
-    host, now, dead_trials = socket.gethostname(), datetime.datetime.now(), []
+    host, now = socket.gethostname(), datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = t.user_attrs.get(WORKER, ":").partition(":")
         dead = worker_host == host and pid and not process_alive(int(pid))
         untagged = not pid and (now - t.datetime_start).total_seconds() > grace
         if dead or untagged:
-            optuna.trial.Trial(study, t._trial_id).set_user_attr(REASON, INTERRUPTED)
+            trial = optuna.trial.Trial(study, t._trial_id)
+            trial.set_user_attr(OUTCOME, INTERRUPTED)
+            trial.set_user_attr(REASON, "interrupted (its process died)")
             study.tell(t.number, state=TrialState.FAIL)
-            dead_trials.append(t)
-    return dead_trials

@@ -1,0 +1,165 @@
+"""The cluster path on a real Slurm (the `slurm` fixture: munged, slurmctld and slurmd on this machine, no
+accounting) with a PostgreSQL study: trials as Slurm jobs, a cancelled job, a killed sweep, a job out of time."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, ours, run_cli, sweep_metrics
+
+pytestmark = pytest.mark.slow
+N_TRIALS = 2
+LONG = 10_000_000  # steps of a trial that runs until it is stopped
+LONGER = 8_000  # steps of a trial that is cancelled once it trains, then runs again to its end
+STUDY = r"densenet_lr-[0-9a-f]{8}"  # the preset's study: its name and a hash of its fixed configuration
+
+
+def sweep_args(data_dir: Path, *overrides: str, n_trials: int = N_TRIALS) -> list[str]:
+    """A dense-net sweep of `n_trials` trials on `data_dir`, in one batch of Slurm jobs of one CPU each."""
+    return [str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", "+launcher=slurm", "hydra.launcher.partition=cpu",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", f"hydra.sweeper.n_jobs={n_trials}",
+            f"hydra.sweeper.n_trials={n_trials}", f"data.dir={data_dir}", "train.eval_every=10",
+            *overrides]  # fmt: skip
+
+
+@pytest.fixture
+def cluster_env(slurm, postgres) -> dict[str, str]:
+    """The environment of a user of the Slurm cluster, whose study is a fresh PostgreSQL database."""
+    return {**os.environ, **slurm, "PYTHONPATH": str(ROOT), "QD_STORAGE": postgres}
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert "sacct" not in result.stdout + result.stderr, "qd follows its jobs with squeue, never sacct"
+    return result
+
+
+def trials(env: dict[str, str]) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the one study in the test's fresh database."""
+    (summary,) = optuna.get_all_study_summaries(storage=env["QD_STORAGE"])
+    return optuna.load_study(study_name=summary.study_name, storage=env["QD_STORAGE"]).get_trials()
+
+
+def slurm_states(env: dict[str, str]) -> dict[str, str]:
+    """Every job Slurm knows, as squeue names it, and its state."""
+    listed = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i %T"], env=env,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return dict(line.split() for line in listed.splitlines())
+
+
+def test_a_sweep_runs_its_trials_as_slurm_jobs_and_promotion_takes_its_winner(cluster_env, swept, swept_data, tmp_path):
+    result = run(sweep_args(swept_data, "train.steps=20"), tmp_path, cluster_env)
+    assert result.returncode == 0, result.stderr
+    lines = ours(result.stdout)
+    assert re.fullmatch(rf"new study {STUDY}: {N_TRIALS} trials to run", lines[0]), lines
+    assert [re.fullmatch(r"trial (\d): dev accuracy 0\.\d{4}", line)[1] for line in lines[1:-1]] == ["0", "1"], lines
+    assert re.fullmatch(r"sweep done: 2 trials, 2 complete, 0 pruned, 0 failed; the study's best: trial \d, dev "
+                        r"accuracy 0\.\d{4}", lines[-1]), lines  # fmt: skip
+    records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
+    study = trials(cluster_env)
+    assert [t.state.name for t in study] == ["COMPLETE"] * N_TRIALS
+    known = slurm_states(cluster_env)
+    for t in study:
+        job = records[t.number]["slurm_job"]
+        assert known[job] == "COMPLETED", "each trial ran as a Slurm job"
+        assert t.user_attrs["slurm_job"] == job and t.value == records[t.number]["best_dev_acc"]
+    assert len({r["slurm_job"] for r in records.values()}) == N_TRIALS
+
+    # Promotion: the dense net from this study; the conv net and the best model from swept's (same data).
+    sources = [cluster_env["QD_STORAGE"], f"sqlite:///{swept}/outputs/sweeps/convnet.db",
+               f"sqlite:///{swept}/outputs/sweeps/best.db"]  # fmt: skip
+    promoted = run_cli(["-m", "qd", "promote", "--any-settings", "--data-dir", str(swept_data), *sources], tmp_path)
+    assert promoted.returncode == 0, promoted.stderr
+    winner = json.loads((tmp_path / "submission/winners.json").read_text())["densenet"]
+    best = max(study, key=lambda t: t.value)
+    assert re.fullmatch(STUDY, winner["study"])
+    assert (winner["trial"], winner["slurm_job"]) == (best.number, records[best.number]["slurm_job"])
+
+
+def test_a_cancelled_job_fails_its_trial_naming_the_job_and_the_sweep_goes_on_and_a_rerun_runs_it_again(
+    cluster_env, course_dir, tmp_path
+):
+    # The sampler's seed makes trial 1 the longer one: cancelled as soon as it trains, and run again, whole, later.
+    args = sweep_args(course_dir, f"train.steps=choice(20, {LONGER})")
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=cluster_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    overrides = wait_for(lambda: [p for p in tmp_path.glob("outputs/sweeps/densenet_lr/*/*/.hydra/overrides.yaml")
+                                  if f"train.steps={LONGER}" in p.read_text()], proc)  # fmt: skip
+    job_dir = overrides[0].parent.parent
+    wait_for(lambda: (job_dir / "densenet.log").exists(), proc)  # training has begun: the trial's job is known
+    (trial,) = [t for t in trials(cluster_env) if t.params["train.steps"] == LONGER]
+    job = trial.user_attrs["slurm_job"]
+    subprocess.run(["scancel", job], env=cluster_env, check=True)
+    out, err = proc.communicate(timeout=120)
+    assert "sacct" not in out + err
+    assert proc.returncode == 0, err
+    log = f"{tmp_path.resolve()}/outputs/sweeps/densenet_lr/{job_dir.parent.name}/.submitit/{job}/{job}_0_log.err"
+    reason = (f"Slurm job {job} was cancelled before its trial ended (its log: {log}); running the sweep again "
+              "runs it again")
+    assert f"trial {trial.number} failed: {reason}" in ours(out), out
+    assert re.fullmatch(r"sweep done: 2 trials, 1 complete, 0 pruned, 1 failed; the study's best: trial \d, dev "
+                        r"accuracy 0\.\d{4}", ours(out)[-1]), out  # fmt: skip
+    after = trials(cluster_env)[trial.number]
+    assert after.state.name == "FAIL" and after.user_attrs["qd_reason"] == reason
+
+    again = run(args, tmp_path, cluster_env)
+    assert again.returncode == 0, again.stderr
+    assert re.fullmatch(rf"resuming study {STUDY}: 1 finished trials kept, 1 interrupted to run again, 1 to run",
+                        ours(again.stdout)[0]), again.stdout  # fmt: skip
+    complete = [t for t in trials(cluster_env) if t.state.name == "COMPLETE"]
+    assert len(complete) == N_TRIALS, "the cancelled trial does not count toward n_trials"
+    assert sorted(t.params["train.steps"] for t in complete) == [20, LONGER], "it ran again, with its parameters"
+
+
+def test_a_sweep_killed_while_its_jobs_run_resumes_without_losing_them(cluster_env, course_dir, tmp_path):
+    args = sweep_args(course_dir, "train.steps=20000", "train.eval_every=5000")  # jobs that outlast the rerun's start
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=cluster_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_for(lambda: len(list(tmp_path.glob("outputs/sweeps/densenet_lr/*/*/densenet.log"))) == N_TRIALS, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [t.state.name for t in trials(cluster_env)] == ["RUNNING"] * N_TRIALS, "killed before any trial was told"
+
+    again = run(args, tmp_path, cluster_env)
+    assert again.returncode == 0, again.stderr
+    lines = ours(again.stdout)
+    outlived = "its job outlived the sweep that launched it"
+    assert any(re.fullmatch(rf"waiting for trial \d: {outlived}", line) for line in lines), f"none still ran: {lines}"
+    records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
+    for t in trials(cluster_env):
+        assert t.state.name == "COMPLETE" and t.value == records[t.number]["best_dev_acc"]
+        assert f"trial {t.number}: dev accuracy {t.value:.4f} ({outlived})" in lines
+    assert re.fullmatch(rf"study {STUDY} already holds {N_TRIALS} trials of {N_TRIALS}; nothing to run", lines[-1])
+
+
+def test_a_job_past_its_time_limit_fails_with_one_line(cluster_env, course_dir, tmp_path):
+    args = sweep_args(course_dir, f"train.steps={LONG}", "train.eval_every=1000", "hydra.launcher.timeout_min=1",
+                      n_trials=1)
+    result = run(args, tmp_path, cluster_env)
+    assert result.returncode == 1
+    (record,) = sweep_metrics(tmp_path)
+    reason = f"Slurm job {record['slurm_job']} ran out of time (hydra.launcher.timeout_min=1)"
+    assert ours(result.stdout)[-1] == f"trial 0 failed: {reason}"
+    assert result.stderr.splitlines()[-1] == f"sweep failed: all 1 trial failed ({reason})"
+    assert record["state"] == "failed" and record["reason"] == reason
+    assert trials(cluster_env)[0].state.name == "FAIL"
+
+
+def wait_for(happened, proc: subprocess.Popen, timeout: float = 120):
+    """What `happened()` returns once it is true; fails if `proc` ends first or `timeout` passes."""
+    deadline = time.time() + timeout
+    while not (value := happened()):
+        assert proc.poll() is None, f"the sweep ended first: {proc.communicate()}"
+        assert time.time() < deadline, "it did not happen in time"
+        time.sleep(0.2)
+    return value
