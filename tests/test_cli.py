@@ -172,3 +172,15 @@ def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, ov
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == message
     assert not (tmp_path / "data").exists()
+
+
+def test_a_course_command_ends_at_once_its_output_and_files_complete(workdir):
+    """Done, the process skips the interpreter's teardown (qd.core.cli.exit_now): an exit handler never runs, and
+    what it printed and wrote is whole."""
+    code = "import atexit, sys; atexit.register(print, 'torn down'); from qd.main import main; main('densenet')"
+    result = run_cli(["-c", code, *TRAIN], workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("densenet: best dev accuracy ") and "torn down" not in result.stdout
+    (log,) = (workdir / "log_files").iterdir()
+    assert log.read_text().splitlines()[-1].startswith("20,")
+    assert json.loads(next((workdir / "model_files").glob("*.json")).read_text())["state"] == "complete"

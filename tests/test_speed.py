@@ -1,4 +1,8 @@
+import json
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -6,17 +10,22 @@ import torch
 
 from conftest import ROOT, run_cli
 from qd.bench.cuda import compare
+from qd.bench.load import DISTURBED, least_disturbed, load_cell
+from qd.bench.phases import COLUMNS
 from qd.bench.speed import (
     ROWS,
-    baseline_load,
+    Setup,
+    breakdown_table,
+    course_args,
     floor_table,
     measure,
-    overheads,
     run_path,
     speed_table,
     threads_table,
     write_checkpoints,
 )
+from qd.bench.starter import baseline_load
+from qd.bench.sweep import overheads, sweep_table
 from qd.core.data import load_split
 
 
@@ -35,48 +44,91 @@ def test_the_baseline_prepares_the_same_values_as_qd(course_dir, split):
     assert (y is None and ours.y is None) or np.array_equal(y, ours.y.numpy())
 
 
-def test_every_row_is_measured_on_both_sides_and_tabled(course_dir, work):
+def test_every_row_is_measured_on_both_sides_and_tabled_with_its_load(course_dir, work):
+    in_process = [row for row in ROWS if not row.startswith("course ")]
     results = {
-        row: {side: [{"seconds": measure(row, side, course_dir, work, steps=3, threads=1), "peak_mib": 100.0}]
-              for side in ("baseline", "qd")}
-        for row in ROWS if row != "process"
+        row: {side: [{"seconds": measure(row, side, course_dir, work, steps=3, threads=1), "peak_mib": 100.0,
+                      "load": 0.0}] for side in ("baseline", "qd")}
+        for row in in_process
     }  # fmt: skip
-    results["process"] = {side: [run_path("process", side, course_dir, work, 3, 1)] for side in ("baseline", "qd")}
+    setup = Setup(course_dir, work, steps=3, threads=1, retries=0)
+    results["course densenet"] = {side: [run_path("course densenet", side, setup)] for side in ("baseline", "qd")}
+    results["course convnet"] = {"baseline": [{"seconds": 9.0, "peak_mib": 1.0, "load": 0.3}],
+                                 "qd": [{"seconds": 3.0, "peak_mib": 1.0, "load": 0.1}]}  # fmt: skip
     table = speed_table(results, steps=3).splitlines()
-    assert len(table) == 2 + len(ROWS)
+    assert len(table) == 2 + len(ROWS) and table[0].endswith("| load |")
     for line in table[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[2]) > 0 and float(cells[3].rstrip("x")) > 0
         assert cells[5] in ("yes", "no") and float(cells[7].replace(",", "")) > 0
-    predictions = {side: (work / f"{side}_predictions.txt").read_text().split() for side in ("baseline", "qd")}
+        assert re.fullmatch(r"\d+\.\d\d( disturbed)?", cells[8])
+    assert table[-1].endswith("| 3.0x | 3.5x | no | 1 | 1 | 0.30 disturbed |")
+    for side in ("baseline", "qd"):  # each side's two course processes ran: trained, then predicted
+        assert len((work / side / "densenet_predictions.txt").read_text().split()) == 600
+
+
+def test_the_phases_of_a_course_process_are_timed_and_the_predictions_agree(course_dir, work):
+    """The predict processes of both sides under qd.bench.phases, on the same (untrained) weights."""
+    setup, results = Setup(course_dir, work, steps=3, threads=1), {}
+    for side in ("baseline", "qd"):
+        spec = {"side": side, "mode": "predict", "argv": course_args(side, "densenet", "predict", setup)}
+        result = run_cli(["-m", "qd.bench.phases", json.dumps(spec)], ROOT)
+        assert result.returncode == 0, result.stderr
+        phases = json.loads(result.stdout.splitlines()[-1])
+        assert set(phases) >= {"imports", "data", "checkpoint", "predict"} and all(v > 0 for v in phases.values())
+        results["densenet", side, "predict"] = {"wall": 9.0, "load": 0.0, **phases}
+    predictions = {side: (work / side / "densenet_predictions.txt").read_text().split() for side in ("baseline", "qd")}
     assert predictions["baseline"] == predictions["qd"] and len(predictions["qd"]) == 600
+    table = breakdown_table(results).splitlines()
+    assert table[0] == f"| process | wall s | {' | '.join(COLUMNS)} | other | load |"
+    assert table[2].startswith("| densenet predict (starter) | 9.00 | ") and table[3].endswith("| 0.00 |")
+
+
+def test_a_run_under_load_counts_as_disturbed_and_runs_again():
+    """A process that keeps a core busy beside the run: the run's load says so, and it is run again."""
+    calls = []
+    with subprocess.Popen([sys.executable, "-c", "while True: pass"]) as burner:
+        try:
+            _, load = least_disturbed(lambda: calls.append(time.sleep(0.5)), retries=1)
+        finally:
+            burner.kill()
+    assert load > DISTURBED and len(calls) == 2
+    assert load_cell([0.1, 0.26]) == "0.26 disturbed" and load_cell([0.1, 0.25]) == "0.25"
 
 
 def test_the_thread_table_names_the_threads_auto_chose():
-    runs = {name: {n: [{"seconds": 1.0 + n, "threads": n or 1}] for n in (0, 1, 2)} for name in ("densenet", "convnet")}
+    runs = {name: {n: [{"seconds": 1.0 + n, "threads": n or 1, "load": n / 10}] for n in (0, 1, 2)}
+            for name in ("densenet", "convnet")}  # fmt: skip
     table = threads_table(runs, steps=2000)
-    assert re.search(r"\| densenet \| 1\.00 \(1\) \| 2\.00 \| 3\.00 \|", table)
+    assert re.search(r"\| densenet \| 1\.00 \(1\) \| 2\.00 \| 3\.00 \| 0\.20 \|", table)
     assert "2,000 steps" in table
 
 
 def test_the_floor_is_measured_in_a_fresh_process_and_bounds_the_ratio(course_dir, work):
-    floors = {name: [run_path(f"train {name}", "floor", course_dir, work, 200, 1)] for name in ("densenet", "convnet")}
+    setup = Setup(course_dir, work, steps=200, threads=1, retries=0)
+    floors = {name: [run_path(f"train {name}", "floor", setup)] for name in ("densenet", "convnet")}
     assert all(runs[0]["seconds"] > 0 and runs[0]["peak_mib"] > 0 for runs in floors.values())
     results = {"train convnet": {"baseline": [{"seconds": 10.0}], "qd": [{"seconds": 5.0}]}}
-    table = floor_table(results, {"convnet": [{"seconds": 4.0}]}, steps=2000).splitlines()
+    table = floor_table(results, {"convnet": [{"seconds": 4.0, "load": 0.5}]}, steps=2000).splitlines()
     assert len(table) == 3  # the header, its rule and the convnet row
-    assert table[2] == "| convnet | 10 | 5 | 4 | 2.5x | 5x |"
+    assert table[2] == "| convnet | 10 | 5 | 4 | 2.5x | 5x | 0.50 disturbed |"
 
 
 def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
-    def job(pid, started, finished, train):
-        return {"pid": pid, "started": started, "finished": finished, "wall_time_s": finished - started,
-                "train_time_s": train}  # fmt: skip
+    def job(pid, task_started, started, finished, train):
+        return {"pid": pid, "task_started": task_started, "started": started, "finished": finished,
+                "wall_time_s": finished - started, "train_time_s": train}  # fmt: skip
 
-    # Launched at 0, ended at 30: worker 1 runs jobs 2-10 and 11-20, worker 2 runs 3-12 and 14-22.
-    metrics = [job(1, 2, 10, 7), job(1, 11, 20, 8), job(2, 3, 12, 8), job(2, 14, 22, 6)]
+    # Launched at 0, ended at 30: worker 1 runs jobs 2-10 and 11-20, worker 2 runs 3-12 and 14-22 (their tasks
+    # started at 1.5, 10.5, 2.5 and 12.5).
+    metrics = [job(1, 1.5, 2, 10, 7), job(1, 10.5, 11, 20, 8), job(2, 2.5, 3, 12, 8), job(2, 12.5, 14, 22, 6)]
     split = overheads(metrics, launched=0.0, ended=30.0, workers=2)
-    assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 1 + 2) / 2, "between": (1 + 2) / 2, "tail": 8.0}
+    assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 1 + 2) / 2, "between": (1 + 2) / 2,
+                     "hydra": (0.5 + 0.5) / 2, "trial": (0.5 + 1.5) / 2, "tail": 8.0}  # fmt: skip
+    table = sweep_table({"wall": 20.0, "training": 24.0, "workers": 2, "trials": 4, "failed": 0, "load": 0.1,
+                         **split}, steps=100).splitlines()  # fmt: skip
+    assert table[2] == "| densenet_lr, 100 steps a trial | 4 (0) | 2 | 24.0 | 20.0 | 1.67 | 1.3 | no | 0.10 |"
+    assert table[6] == "| 8.0 | 2.0 | 2.5 | 1.5 (0.5 + 1.0) | 8.0 |"
 
 
 def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():

@@ -180,6 +180,30 @@ def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, t
     assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE"] * 4
 
 
+def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monkeypatch):
+    import optuna
+    from omegaconf import OmegaConf
+
+    from qd.experiment import sweep as qd_sweep
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    for job in ("0", "1"):
+        study.ask().set_user_attr(qd_sweep.JOB_DIR, str(tmp_path / job))
+    opened, real_init = [], optuna.storages.RDBStorage.__init__
+
+    def counted_init(self, url, *args, **kwargs):
+        opened.append(url)
+        real_init(self, url, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", counted_init)
+    for job in ("0", "1"):
+        hc = OmegaConf.create({"sweeper": {"study_name": "s", "storage": storage},
+                               "runtime": {"output_dir": str(tmp_path / job)}})  # fmt: skip
+        assert qd_sweep.attach_trial(hc, optuna.pruners.NopPruner()).number == int(job)
+    assert opened == [storage], "two jobs, one opening"
+
+
 def test_submitit_local_runs_each_trial_as_its_own_process(course_dir, tmp_path):
     storage = f"sqlite:///{tmp_path}/outputs/sweeps/densenet_lr.db?timeout=60"
     result = sweep(

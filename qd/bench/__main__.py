@@ -1,4 +1,4 @@
-"""`python -m qd.bench accuracy|speed|pruning|cuda [options]` (each with its own --help)."""
+"""`python -m qd.bench accuracy|speed|sweep|pruning|cuda [options]` (each with its own --help)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "accuracy": ("qd.bench.accuracy", "k-fold cross-validated accuracy, CPU time and checkpoint size, real drawings"),
     "speed": ("qd.bench.speed", "speed and peak memory against the course starter"),
+    "sweep": ("qd.bench.sweep", "a 16-trial sweep on 2 workers: its wall time against its trials' training"),
     "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
     "cuda": ("qd.bench.cuda", "each model trained from one seed on CUDA and on the CPU: do they agree?"),
 }

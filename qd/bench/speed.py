@@ -1,15 +1,15 @@
 """Speed and peak memory of qd's pipeline against the course starter's, on one course-shaped folder.
 
-`python -m qd.bench speed` runs every measured path in a fresh Python process, the starter's (the baseline) and
-qd's alternately, `--repeat` times, and prints markdown tables of medians: seconds, baseline/qd ratios and
-peak memory. A path's seconds are timed inside its process around the path alone (the predict-process row:
-from start to exit, by the parent); its peak memory is the whole process's peak resident set (ru_maxrss
-from wait4): interpreter, libraries and the path's data included.
+`python -m qd.bench speed` runs every measured path in a fresh Python process, the starter's (the baseline,
+qd.bench.starter) and qd's alternately, `--repeat` times, and prints markdown tables of medians: seconds,
+baseline/qd ratios and peak memory. A path's seconds are timed inside its process around the path alone (the
+whole-process rows: from start to exit, by the parent); its peak memory is the whole process's peak resident
+set (ru_maxrss from wait4): interpreter, libraries and the path's data included. Every run carries its load:
+the cores other processes kept busy just before and during it (qd.bench.load); a run above a quarter of a
+core is run again (`--retries`), and a row whose least disturbed runs stay above it says so.
 
-The baseline is the starter as a student completes it: per-image float64 standardisation in a Python loop,
-`np.random.choice` for every batch, an evaluation every 100 steps on 4,000 random training images and the
-whole dev set with autograd on and the model in training mode, prediction one image at a time. It runs the
-same models (qd.models), so only the pipeline differs.
+The whole-process rows run the course's commands as run.sh does (train 2,000 steps, then predict), qd's two
+processes against the starter's two; `--breakdown` shows where each of those processes' time goes.
 """
 
 from __future__ import annotations
@@ -23,29 +23,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import pairwise
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from qd import ROOT
+from qd.bench.load import DISTURBED, least_disturbed, load_cell
+from qd.bench.phases import COLUMNS
+from qd.bench.starter import MODELS, baseline_load, baseline_predict, baseline_train
 from qd.core.accuracies import TRAIN_SAMPLE, scores
 from qd.core.checkpoint import load_model, save_checkpoint
 from qd.core.data import FILES, Split, load_split
 from qd.core.defaults import DEFAULTS
-from qd.core.models import TooSimpleConvNN, TwoLayerDenseNet
 from qd.core.predict import predict
 from qd.core.runtime import configure_cpu
 from qd.core.train import build_optimizer, train
 from qd.datasets.prepare import SYNTHETIC_DIR
 from qd.datasets.synth import write_synthetic
 
-MODELS = {"densenet": TwoLayerDenseNet, "convnet": TooSimpleConvNN}
-# A sweep's wall time on its workers may exceed its trials' own training time by at most this factor.
-SWEEP_TARGET = 1.25
 # Row -> (what it measures, target ratio baseline/qd).
 ROWS = {
     "load": ("load and standardise train, dev and test", 5.0),
@@ -53,82 +51,33 @@ ROWS = {
     "train convnet": ("convnet: {steps:,} steps with the course's evaluations", 5.0),
     "predict densenet": ("densenet: predict the test set", 10.0),
     "predict convnet": ("convnet: predict the test set", 10.0),
-    "process": ("`main_densenet.py --mode predict`, whole process", 1.5),
+    "course densenet": ("`main_densenet.py` train {steps:,} steps, then predict: two whole processes", 1.8),
+    "course convnet": ("`main_convnet.py` train {steps:,} steps, then predict: two whole processes", 3.5),
 }
+COURSE_LR = {"densenet": 0.0001, "convnet": 0.01}  # run.sh's training lines
+LOAD_NOTE = (
+    f"\nload: the most cores other processes kept busy just before or during a row's runs (each run the least "
+    f"disturbed of its tries); above {DISTURBED:g}, the row's figures are disturbed."
+)
 
 
-# The baseline: the course starter as a student completes it.
+@dataclass
+class Setup:
+    """What every measured run shares."""
 
-
-def baseline_load(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A split as the starter prepares it: each image standardised in float64, one at a time."""
-    image_name, label_name = FILES[split]
-    images = np.load(Path(data_dir, image_name))
-    x = np.empty((len(images), images[0].size))
-    for i, image in enumerate(images):
-        pixels = image.reshape(-1).astype(np.float64)
-        std = pixels.std()
-        x[i] = (pixels - pixels.mean()) / (std if std > 0 else 1.0)  # the starter's NaN for a blank image: 0
-    return x, np.load(Path(data_dir, label_name)) if label_name else None
-
-
-def _baseline_acc_and_loss(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    logits = model(torch.from_numpy(x.astype(np.float32)))
-    loss = F.cross_entropy(logits, torch.from_numpy(y.astype(np.int64)))
-    return float((y == torch.max(logits, 1)[1].numpy()).mean()), loss.item()
-
-
-def baseline_train(
-    model: nn.Module, train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray, np.ndarray], steps: int, out: Path
-) -> float:
-    """The starter's training loop (Adam, lr 1e-3, batch 100); returns the best dev accuracy."""
-    (x, y), (dev_x, dev_y) = train, dev
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    best = 0.0
-    with open(out.with_suffix(".log"), "w") as log:
-        log.write("step,train_loss,train_acc,dev_loss,dev_acc\n")
-        for step in range(steps):
-            i = np.random.choice(len(x), size=100, replace=False)
-            logits = model(torch.from_numpy(x[i].astype(np.float32)))
-            loss = F.cross_entropy(logits, torch.from_numpy(y[i].astype(np.int64)))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if step % 100 == 0:
-                idx = np.random.choice(len(x), min(4000, len(x)), replace=False)
-                train_acc, _ = _baseline_acc_and_loss(model, x[idx], y[idx])
-                dev_acc, dev_loss = _baseline_acc_and_loss(model, dev_x, dev_y)
-                best = max(best, dev_acc)
-                log.write(f"{step},{loss.item()},{train_acc},{dev_loss},{dev_acc}\n")
-    torch.save(model.state_dict(), out.with_suffix(".pt"))
-    return best
-
-
-def baseline_predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """The starter's prediction: one image at a time."""
-    preds = []
-    for example in x:
-        model.eval()
-        logits = model(torch.from_numpy(example.astype(np.float32)).view(1, -1))
-        preds.append(torch.max(logits, 1)[1].item())
-    return np.array(preds)
-
-
-def baseline_predict_process(weights: str, data_dir: str, predictions_file: str) -> None:
-    """The starter's `--mode predict` for the densenet: load, standardise, predict, write."""
-    model = TwoLayerDenseNet()
-    model.load_state_dict(torch.load(weights, weights_only=True)["state_dict"])
-    x, _ = baseline_load(data_dir, "test")
-    np.savetxt(predictions_file, baseline_predict(model, x), fmt="%d")
+    data_dir: Path
+    work: Path
+    steps: int
+    threads: int = 0  # torch threads for both sides (0: each its own choice)
+    retries: int = 2  # reruns of a disturbed run
 
 
 # One measured path in a child process.
 
 
-def _load_model(path: Path, name: str) -> nn.Module:
-    model = MODELS[name]()
-    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    return model
+def weights_path(work: Path, side: str, name: str) -> Path:
+    """Where `side` keeps the model's weights: qd's checkpoint, the starter's state_dict."""
+    return work / "qd" / "model" / f"{name}.pt" if side == "qd" else work / "baseline" / f"{name}.pt"
 
 
 def floor_seconds(name: str, train_split: Split, dev: Split, steps: int) -> float:
@@ -176,7 +125,8 @@ def measure(row: str, side: str, data_dir: Path, work: Path, steps: int, threads
             start = time.perf_counter()
             baseline_train(MODELS[name](), data["train"], data["dev"], steps, work / f"baseline_{name}")
         else:
-            model = _load_model(work / f"{name}.pt", name)
+            model = MODELS[name]()
+            model.load_state_dict(torch.load(weights_path(work, side, name), weights_only=True))
             start = time.perf_counter()
             baseline_predict(model, data["test"][0])
         return time.perf_counter() - start
@@ -192,7 +142,7 @@ def measure(row: str, side: str, data_dir: Path, work: Path, steps: int, threads
         train(cfg, work / f"qd_{name}.log", work / f"qd_{name}.pt")
     else:
         configure_cpu(threads)  # as predict_file does, before the model loads
-        model, _ = load_model(work / f"{name}.pt")
+        model, _ = load_model(weights_path(work, side, name))
         start = time.perf_counter()
         predict(model, data["test"].x)
     return time.perf_counter() - start
@@ -206,7 +156,7 @@ def _child(spec: str) -> None:
     print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}))
 
 
-def _run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
+def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
     """Run `argv`; return its stdout, wall seconds and peak resident memory in MiB."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     if threads:
@@ -222,42 +172,103 @@ def _run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
     return out, wall, usage.ru_maxrss / 1024
 
 
-def run_path(row: str, side: str, data_dir: Path, work: Path, steps: int, threads: int) -> dict:
-    """Measure one row's path for `side` in a fresh process: {"seconds", "peak_mib", "threads"}."""
-    if row == "process":
-        weights, out = str(work / "densenet.pt"), str(work / f"{side}_predictions.txt")
-        if side == "baseline":
-            code = "import sys; from qd.bench.speed import baseline_predict_process as p; p(*sys.argv[1:])"
-            argv = [sys.executable, "-c", code, weights, str(data_dir), out]
-        else:
-            argv = [sys.executable, str(ROOT / "main_densenet.py"), "--mode", "predict", "--weights", weights]
-            argv += ["--predictionsFile", out, "--dataDir", str(data_dir)]
-        _, wall, peak = _run_child(argv, threads)
-        return {"seconds": wall, "peak_mib": peak, "threads": threads}
-    spec = {"row": row, "side": side, "data_dir": str(data_dir), "work": str(work), "steps": steps, "threads": threads}
+def course_args(side: str, name: str, mode: str, s: Setup) -> list[str]:
+    """One course process's arguments: qd's `main_<model>.py` and its flags but --mode, or the starter's."""
+    weights, predictions = weights_path(s.work, side, name), s.work / side / f"{name}_predictions.txt"
+    if side == "baseline" and mode == "train":
+        return [name, str(s.data_dir), str(weights), str(COURSE_LR[name]), str(s.steps)]
+    if side == "baseline":
+        return [name, str(weights), str(s.data_dir), str(predictions)]
+    if mode == "train":
+        flags = {"LR": COURSE_LR[name], "bs": 100, "epochs": s.steps, "dataDir": s.data_dir,
+                 "logDir": s.work / "qd" / "log", "modelSaveDir": weights.parent}  # fmt: skip
+    else:
+        flags = {"weights": weights, "predictionsFile": predictions, "dataDir": s.data_dir}
+    return [f"main_{name}.py", *(a for flag, value in flags.items() for a in (f"--{flag}", str(value)))]
+
+
+def course_argv(side: str, name: str, mode: str, s: Setup) -> list[str]:
+    """The command line of one course process, as a user runs it."""
+    args = course_args(side, name, mode, s)
+    if side == "qd":
+        return [sys.executable, str(ROOT / args[0]), "--mode", mode, *args[1:]]
+    return [sys.executable, "-m", "qd.bench.starter", mode, *args]
+
+
+def _run_path(row: str, side: str, s: Setup) -> dict:
+    kind, _, name = row.partition(" ")
+    if kind == "course":
+        runs = [run_child(course_argv(side, name, mode, s), s.threads) for mode in ("train", "predict")]
+        return {"seconds": sum(wall for _, wall, _ in runs), "peak_mib": max(peak for *_, peak in runs),
+                "threads": s.threads}  # fmt: skip
+    spec = {"row": row, "side": side, "data_dir": str(s.data_dir), "work": str(s.work), "steps": s.steps,
+            "threads": s.threads}  # fmt: skip
     code = "import sys; from qd.bench.speed import _child; _child(sys.argv[1])"
-    out, _, peak = _run_child([sys.executable, "-c", code, json.dumps(spec)], threads)
+    out, _, peak = run_child([sys.executable, "-c", code, json.dumps(spec)], s.threads)
     return {**json.loads(out.splitlines()[-1]), "peak_mib": peak}
 
 
+def run_path(row: str, side: str, s: Setup) -> dict:
+    """Measure one row's path for `side` in fresh processes, again while disturbed (Setup.retries):
+    {"seconds", "peak_mib", "threads", "load"}."""
+    result, load = least_disturbed(lambda: _run_path(row, side, s), s.retries)
+    return {**result, "load": load}
+
+
 def write_checkpoints(work: Path) -> None:
-    """Untrained densenet and convnet checkpoints for the prediction rows (speed does not depend on weights)."""
+    """Untrained densenet and convnet weights for the prediction rows (speed does not depend on weights): qd's
+    checkpoints and the starter's state_dicts."""
     torch.manual_seed(0)
-    for name, model in MODELS.items():
-        save_checkpoint(work / f"{name}.pt", model(), {"name": name}, meta={})
+    for name, model_class in MODELS.items():
+        model = model_class()
+        save_checkpoint(weights_path(work, "qd", name), model, {"name": name}, meta={})
+        weights_path(work, "baseline", name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), weights_path(work, "baseline", name))
+
+
+def breakdown(names: list[str], s: Setup) -> dict:
+    """Each course process of each model and side, once, under qd.bench.phases: {(name, side, mode): result}."""
+    results = {}
+    for name in names:
+        for side in ("baseline", "qd"):
+            for mode in ("train", "predict"):
+                spec = json.dumps({"side": side, "mode": mode, "argv": course_args(side, name, mode, s)})
+                argv = [sys.executable, "-m", "qd.bench.phases", spec]
+                (out, wall, _), load = least_disturbed(lambda argv=argv: run_child(argv, s.threads), s.retries)
+                results[name, side, mode] = {"wall": wall, "load": load, **json.loads(out.splitlines()[-1])}
+                print(f"breakdown {name} {side} {mode}: {wall:.2f} s", file=sys.stderr)
+    return results
+
+
+def breakdown_table(results: dict) -> str:
+    """Markdown: per course process, its wall time and the seconds of each phase; other is the rest (the
+    interpreter's start and exit, argument parsing, the model's construction, records)."""
+    lines = [
+        f"| process | wall s | {' | '.join(COLUMNS)} | other | load |",
+        "| --- | ---: |" + " ---: |" * (len(COLUMNS) + 1) + " --- |",
+    ]
+    for (name, side, mode), r in results.items():
+        phases = [r.get(c, 0.0) for c in COLUMNS]
+        cells = " | ".join(f"{v:.2f}" if v else "-" for v in phases)
+        who = "starter" if side == "baseline" else "qd"
+        lines.append(f"| {name} {mode} ({who}) | {r['wall']:.2f} | {cells} | {r['wall'] - sum(phases):.2f} "
+                     f"| {load_cell([r['load']])} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 # The tables.
 
 
-def compare(data_dir: Path, work: Path, rows: list[str], repeat: int, steps: int, threads: int) -> dict:
+def compare(rows: list[str], repeat: int, s: Setup) -> dict:
     """Every row's baseline and qd paths, alternating, `repeat` times: {row: {side: [result, ...]}}."""
     results: dict = {row: {"baseline": [], "qd": []} for row in rows}
     for r in range(repeat):
         for row in rows:
             for side in ("baseline", "qd") if r % 2 == 0 else ("qd", "baseline"):
-                results[row][side].append(run_path(row, side, data_dir, work, steps, threads))
-                print(f"[{r + 1}/{repeat}] {row} {side}: {results[row][side][-1]['seconds']:.2f} s", file=sys.stderr)
+                run = run_path(row, side, s)
+                results[row][side].append(run)
+                print(f"[{r + 1}/{repeat}] {row} {side}: {run['seconds']:.2f} s, load {run['load']:.2f}",
+                      file=sys.stderr)  # fmt: skip
     return results
 
 
@@ -265,11 +276,16 @@ def _median(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def _loads(*runs: list[dict]) -> str:
+    return load_cell([run["load"] for side in runs for run in side])
+
+
 def speed_table(results: dict, steps: int) -> str:
-    """Markdown: per row, median seconds and peak MiB of each side, the ratio, its target and whether it is met."""
+    """Markdown: per row, median seconds and peak MiB of each side, the ratio, its target, whether it is met, and
+    the row's load."""
     lines = [
-        "| path | baseline s | qd s | baseline/qd | target | met | baseline peak MiB | qd peak MiB |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| path | baseline s | qd s | baseline/qd | target | met | baseline peak MiB | qd peak MiB | load |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
     ]
     for row, sides in results.items():
         what, target = ROWS[row]
@@ -278,17 +294,17 @@ def speed_table(results: dict, steps: int) -> str:
         met = "yes" if base / ours >= target and peaks[1] <= peaks[0] else "no"
         lines.append(
             f"| {what.format(steps=steps)} | {base:.3g} | {ours:.3g} | {base / ours:.1f}x | {target:g}x | {met} "
-            f"| {peaks[0]:,.0f} | {peaks[1]:,.0f} |"
+            f"| {peaks[0]:,.0f} | {peaks[1]:,.0f} | {_loads(sides['baseline'], sides['qd'])} |"
         )
     return "\n".join(lines)
 
 
-def compare_floors(data_dir: Path, work: Path, names: list[str], repeat: int, steps: int, threads: int) -> dict:
+def compare_floors(names: list[str], repeat: int, s: Setup) -> dict:
     """floor_seconds of each of `names`, `repeat` times, each in a fresh process: {model: [result, ...]}."""
     results: dict = {name: [] for name in names}
     for r in range(repeat):
         for name in names:
-            results[name].append(run_path(f"train {name}", "floor", data_dir, work, steps, threads))
+            results[name].append(run_path(f"train {name}", "floor", s))
             print(f"[{r + 1}/{repeat}] floor {name}: {results[name][-1]['seconds']:.2f} s", file=sys.stderr)
     return results
 
@@ -297,140 +313,80 @@ def floor_table(results: dict, floors: dict, steps: int) -> str:
     """Markdown: per model, the training row's medians beside the floor, and the best ratio the floor allows."""
     lines = [
         f"| model ({steps:,} steps with the course's evaluations) | baseline s | qd s | floor s "
-        "| baseline/floor (the most any pipeline could reach) | target |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| baseline/floor (the most any pipeline could reach) | target | floor load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, runs in floors.items():
         row = f"train {name}"
         base, ours = (_median(results[row][side], "seconds") for side in ("baseline", "qd"))
         floor = _median(runs, "seconds")
-        lines.append(f"| {name} | {base:.3g} | {ours:.3g} | {floor:.3g} | {base / floor:.1f}x | {ROWS[row][1]:g}x |")
+        lines.append(f"| {name} | {base:.3g} | {ours:.3g} | {floor:.3g} | {base / floor:.1f}x | {ROWS[row][1]:g}x "
+                     f"| {_loads(runs)} |")  # fmt: skip
     return "\n".join(lines)
 
 
-def compare_threads(data_dir: Path, work: Path, repeat: int, steps: int) -> dict:
+def compare_threads(repeat: int, s: Setup) -> dict:
     """qd's training of each model at its own thread choice (0), 1 and 2 threads, alternating."""
     results: dict = {name: {n: [] for n in (0, 1, 2)} for name in MODELS}
     for r in range(repeat):
         for name in MODELS:
             for n in (0, 1, 2) if r % 2 == 0 else (2, 1, 0):
-                results[name][n].append(run_path(f"train {name}", "qd", data_dir, work, steps, n))
+                results[name][n].append(run_path(f"train {name}", "qd", replace(s, threads=n)))
                 print(f"[{r + 1}/{repeat}] threads {n or 'auto'} {name}: {results[name][n][-1]['seconds']:.2f} s",
                       file=sys.stderr)  # fmt: skip
     return results
 
 
-def sweep_amortisation(data_dir: Path, work: Path, trials: int, workers: int, steps: int) -> dict:
-    """Run the dense-net learning-rate sweep on `workers` joblib workers; its wall time and its trials' training.
-
-    A trial's own training time is the train_time_s of its metrics.json (a failed trial's: its wall_time_s).
-    """
-    out = work / f"sweep{trials}x{workers}"
-    out.mkdir()
-    argv = [sys.executable, str(ROOT / "main_densenet.py"), "-m", "+sweep=densenet_lr", "+launcher=parallel"]
-    argv += [f"hydra.launcher.n_jobs={workers}", f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}"]
-    argv += [f"data.dir={data_dir}", f'hydra.sweeper.storage="sqlite:///{out}/study.db?timeout=60"']
-    argv += [f"hydra.sweep.dir={out}/jobs"]
-    launched = time.time()
-    _, wall, _ = _run_child(argv, 0)
-    ended = time.time()
-    metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
-    training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
-    failed = sum(m["state"] != "complete" for m in metrics)
-    return {
-        "wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers,
-        **overheads(metrics, launched, ended, workers),
-    }  # fmt: skip
-
-
-def overheads(metrics: list[dict], launched: float, ended: float, workers: int) -> dict:
-    """Where a sweep's wall time went besides its trials' training, in seconds of wall time.
-
-    start_up: launch to the first job's start (Python, Hydra, Optuna, the storage, worker processes);
-    in_jobs: the jobs' own time outside training (data, model, optimizer, checkpoint, metrics), per worker;
-    between: gaps between consecutive jobs of one worker process (Hydra's job set-up, Optuna's ask and
-    tell, the launcher's batches), per worker; tail: the last job's end to the sweep's exit.
-    """
-    by_worker: dict[int, list[dict]] = {}
-    for m in sorted(metrics, key=lambda m: m["started"]):
-        by_worker.setdefault(m["pid"], []).append(m)
-    gaps = sum(b["started"] - a["finished"] for jobs in by_worker.values() for a, b in pairwise(jobs))
-    outside = sum(m["wall_time_s"] - m.get("train_time_s", m["wall_time_s"]) for m in metrics)
-    return {
-        "start_up": min(m["started"] for m in metrics) - launched,
-        "in_jobs": outside / workers,
-        "between": gaps / workers,
-        "tail": ended - max(m["finished"] for m in metrics),
-    }
-
-
-def sweep_table(r: dict, steps: int) -> str:
-    """Markdown: the sweep's wall time against the ideal, its trials' training time shared by its workers."""
-    ideal = r["training"] / r["workers"]
-    met = "yes" if r["wall"] <= SWEEP_TARGET * ideal else "no"
-    return "\n".join([
-        "| sweep | trials (failed) | workers | sum of training s | wall s | wall / (sum / workers) | target | met |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        f"| densenet_lr, {steps:,} steps a trial | {r['trials']} ({r['failed']}) | {r['workers']} "
-        f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {SWEEP_TARGET:g} | {met} |",
-        "",
-        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker | tail |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} | {r['between']:.1f} "
-        f"| {r['tail']:.1f} |",
-    ])  # fmt: skip
-
-
 def threads_table(results: dict, steps: int) -> str:
-    """Markdown: per model, median training seconds at qd's own choice, 1 and 2 threads."""
+    """Markdown: per model, median training seconds at qd's own choice, 1 and 2 threads, and their load."""
     lines = [
-        f"| model ({steps:,} steps with evaluations) | auto s (threads chosen) | 1 thread s | 2 threads s |",
-        "| --- | ---: | ---: | ---: |",
+        f"| model ({steps:,} steps with evaluations) | auto s (threads chosen) | 1 thread s | 2 threads s | load |",
+        "| --- | ---: | ---: | ---: | --- |",
     ]
     for name, by_threads in results.items():
         chosen = ",".join(str(run["threads"]) for run in by_threads[0])
         auto, one, two = (_median(by_threads[n], "seconds") for n in (0, 1, 2))
-        lines.append(f"| {name} | {auto:.2f} ({chosen}) | {one:.2f} | {two:.2f} |")
+        lines.append(f"| {name} | {auto:.2f} ({chosen}) | {one:.2f} | {two:.2f} | {_loads(*by_threads.values())} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m qd.bench speed`: print the speed table and the thread table in markdown."""
+    """`python -m qd.bench speed`: print the speed, floor, thread and breakdown tables in markdown."""
     parser = argparse.ArgumentParser(prog="python -m qd.bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=SYNTHETIC_DIR, help=f"a course-shaped folder ({SYNTHETIC_DIR})")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path and side (default 3)")
     parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (default: each its own)")
+    parser.add_argument("--retries", type=int, default=2, help="reruns of a run taken under load (default 2)")
     parser.add_argument("--rows", type=lambda s: s.split(","), default=list(ROWS), help=f"some of {','.join(ROWS)}")
     parser.add_argument("--no-thread-table", dest="thread_table", action="store_false")
-    parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the sweep measured (0: none)")
+    parser.add_argument("--no-floor-table", dest="floor_table", action="store_false")
+    parser.add_argument("--breakdown", action="store_true", help="where each course process's time goes")
     args = parser.parse_args(argv)
     if unknown := set(args.rows) - set(ROWS):
         parser.error(f"--rows: unknown {', '.join(sorted(unknown))}")
     if not all((args.data / n).exists() for names in FILES.values() for n in names if n):
         print(f"writing the synthetic set to {args.data}", file=sys.stderr)
         write_synthetic(args.data)
-    data_dir = args.data.resolve()
     with tempfile.TemporaryDirectory(prefix="qd-speed-") as tmp:
-        work = Path(tmp)
-        write_checkpoints(work)
-        results = compare(data_dir, work, args.rows, args.repeat, args.steps, args.threads)
+        s = Setup(args.data.resolve(), Path(tmp), args.steps, args.threads, args.retries)
+        write_checkpoints(s.work)
+        results = compare(args.rows, args.repeat, s)
         threads = f"{args.threads} torch thread(s) each" if args.threads else "torch's default threads, qd's own choice"
         print(f"\nMedians of {args.repeat} alternating runs on {args.data} ({os.cpu_count()} cores; {threads}):\n")
         print(speed_table(results, args.steps))
-        if trained := [row.removeprefix("train ") for row in args.rows if row.startswith("train ")]:
-            floors = compare_floors(data_dir, work, trained, args.repeat, args.steps, args.threads)
+        print(LOAD_NOTE)
+        if args.floor_table and (trained := [r.removeprefix("train ") for r in args.rows if r.startswith("train ")]):
+            floors = compare_floors(trained, args.repeat, s)
             print(
                 "\nThe training rows against their floor: the optimizer's set-up, forward, backward and fused Adam "
                 "on one fixed batch, and the evaluations' forward passes, alone (torch's kernels, no pipeline):\n"
             )
             print(floor_table(results, floors, args.steps))
         if args.thread_table:
-            thread_results = compare_threads(data_dir, work, args.repeat, args.steps)
+            thread_results = compare_threads(args.repeat, s)
             print(f"\nqd's training by thread count, medians of {args.repeat}:\n")
             print(threads_table(thread_results, args.steps))
-        if args.sweep_trials:
-            sweep = sweep_amortisation(data_dir, work, args.sweep_trials, 2, args.steps)
-            print(f"\nA {args.sweep_trials}-trial sweep on 2 joblib workers, training alone against the whole sweep:\n")
-            print(sweep_table(sweep, args.steps))
-
+        if args.breakdown:
+            print("\nWhere each course process's time goes (one run each, under qd.bench.phases), seconds:\n")
+            print(breakdown_table(breakdown(list(COURSE_LR), s)))

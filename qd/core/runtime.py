@@ -24,21 +24,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def busy_cores(seconds: float = 0.1) -> float:
-    """How many cores other processes kept busy while this one slept `seconds` (0.0 without Linux's /proc/stat)."""
-
-    def idle_and_total() -> tuple[int, int]:
+def cpu_ticks() -> tuple[int, int] | None:
+    """Idle and total clock ticks of all cores since boot (Linux's /proc/stat); None where there is none."""
+    try:
         with open("/proc/stat") as f:
             ticks = [int(v) for v in f.readline().split()[1:8]]
-        return ticks[3] + ticks[4], sum(ticks)
-
-    try:
-        idle, total = idle_and_total()
-        time.sleep(seconds)
-        idle2, total2 = idle_and_total()
     except OSError:
+        return None
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def busy_between(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    """How many cores were busy on average between two cpu_ticks() snapshots (0.0 without them)."""
+    if before is None or after is None:
         return 0.0
-    return (os.cpu_count() or 1) * (1 - (idle2 - idle) / max(1, total2 - total))
+    idle, total = after[0] - before[0], after[1] - before[1]
+    return (os.cpu_count() or 1) * (1 - idle / max(1, total))
+
+
+def busy_cores(seconds: float = 0.1) -> float:
+    """How many cores other processes kept busy while this one slept `seconds` (0.0 without Linux's /proc/stat)."""
+    before = cpu_ticks()
+    if before is None:
+        return 0.0
+    time.sleep(seconds)
+    return busy_between(before, cpu_ticks())
 
 
 def usable_cores() -> int:

@@ -151,11 +151,12 @@ def task(cfg: DictConfig) -> float:
     from qd.core.train import config_terms
     from qd.datasets.prepare import ensure_data
 
+    task_started = time.time()  # the record's `started` comes after the job's set-up: the sweep bench splits them
     hc = HydraConfig.get()
     job_cfg = OmegaConf.to_container(cfg, resolve=True)
     out, model = Path(hc.runtime.output_dir), job_cfg["model"]["name"]
     files = {"log": out / f"{model}.log", "checkpoint": out / f"{model}.pt", "record": out / "metrics.json"}
-    info = {"job_dir": str(out.resolve()), "overrides": list(hc.overrides.task)}
+    info = {"job_dir": str(out.resolve()), "overrides": list(hc.overrides.task), "task_started": task_started}
     if slurm.job_id():
         info["slurm_job"] = slurm.job_id()
     n_jobs = hc.launcher.get("n_jobs")  # the joblib launcher's parallel workers share this machine's cores

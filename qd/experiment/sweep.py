@@ -11,6 +11,7 @@ its learning curve there and, when it ends early, how and why.
 from __future__ import annotations
 
 import datetime
+import functools
 import itertools
 import json
 import os
@@ -143,9 +144,17 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
     raise QDError(f"pruning.name: got {name!r}; expected none, median or halving")
 
 
+@functools.cache
+def job_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study database as this process's jobs open it: once a process, not once a job (a worker process runs
+    many jobs, and each opening builds an engine and checks the schema)."""
+    return optuna.storages.RDBStorage(url)
+
+
 def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
     """The running trial of this job, found in the study by the job's folder."""
-    study = optuna.load_study(study_name=hc.sweeper.study_name, storage=hc.sweeper.storage, pruner=pruner)
+    storage = job_storage(str(hc.sweeper.storage))
+    study = optuna.load_study(study_name=hc.sweeper.study_name, storage=storage, pruner=pruner)
     job_dir = Path(hc.runtime.output_dir)
     trial = running_trial(study, job_dir)
     if trial is None:

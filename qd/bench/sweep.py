@@ -1,0 +1,106 @@
+"""What a sweep costs beyond its trials' training: the dense net's learning-rate sweep on joblib workers.
+
+`python -m qd.bench sweep` runs `main_densenet.py -m +sweep=densenet_lr +launcher=parallel` (16 trials, 2 workers,
+2,000 steps a trial, on the synthetic set) as a user does, and prints its wall time against the ideal, its trials'
+training time shared by its workers, where the rest went, and the run's load (qd.bench.load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+
+from qd import ROOT
+from qd.bench.load import least_disturbed, load_cell
+from qd.bench.speed import LOAD_NOTE, run_child
+from qd.datasets.prepare import SYNTHETIC_DIR, ensure_data
+
+TARGET = 1.3  # the most a sweep's wall time may exceed its trials' training time shared by its workers
+
+
+def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int) -> dict:
+    """Run the sweep once in a fresh study; its wall time, its trials' training (a trial's train_time_s; a failed
+    trial's wall_time_s) and overheads()."""
+    out = Path(tempfile.mkdtemp(prefix="sweep-", dir=work))
+    argv = [sys.executable, str(ROOT / "main_densenet.py"), "-m", "+sweep=densenet_lr", "+launcher=parallel"]
+    argv += [f"hydra.launcher.n_jobs={workers}", f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}"]
+    argv += [f"data.dir={data_dir}", f'hydra.sweeper.storage="sqlite:///{out}/study.db?timeout=60"']
+    argv += [f"hydra.sweep.dir={out}/jobs"]
+    launched = time.time()
+    _, wall, _ = run_child(argv, 0)
+    ended = time.time()
+    metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
+    training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
+    failed = sum(m["state"] != "complete" for m in metrics)
+    return {
+        "wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers,
+        **overheads(metrics, launched, ended, workers),
+    }  # fmt: skip
+
+
+def overheads(metrics: list[dict], launched: float, ended: float, workers: int) -> dict:
+    """Where a sweep's wall time went besides its trials' training, in seconds of wall time.
+
+    start_up: launch to the first job's start (Python, Hydra, Optuna, the storage, worker processes);
+    in_jobs: the jobs' own time outside training (imports, data, model, optimizer, checkpoint, record), per worker;
+    between: gaps between consecutive jobs of one worker process, per worker, split into hydra (the previous
+    job's end to this job's task: Optuna's tell and ask, the launcher's batches, Hydra's job set-up) and trial
+    (the task's start to its training job's: the job's config and its trial in the study); tail: the last job's
+    end to the sweep's exit.
+    """
+    by_worker: dict[int, list[dict]] = {}
+    for m in sorted(metrics, key=lambda m: m["started"]):
+        by_worker.setdefault(m["pid"], []).append(m)
+    pairs = [(a, b) for jobs in by_worker.values() for a, b in pairwise(jobs)]
+    outside = sum(m["wall_time_s"] - m.get("train_time_s", m["wall_time_s"]) for m in metrics)
+    return {
+        "start_up": min(m["started"] for m in metrics) - launched,
+        "in_jobs": outside / workers,
+        "between": sum(b["started"] - a["finished"] for a, b in pairs) / workers,
+        "hydra": sum(b["task_started"] - a["finished"] for a, b in pairs) / workers,
+        "trial": sum(b["started"] - b["task_started"] for _, b in pairs) / workers,
+        "tail": ended - max(m["finished"] for m in metrics),
+    }
+
+
+def sweep_table(r: dict, steps: int) -> str:
+    """Markdown: the sweep's wall time against the ideal, its trials' training time shared by its workers; where
+    the rest went; its load."""
+    ideal = r["training"] / r["workers"]
+    met = "yes" if r["wall"] <= TARGET * ideal else "no"
+    return "\n".join([
+        "| sweep | trials (failed) | workers | sum of training s | wall s | wall / (sum / workers) | target | met "
+        "| load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        f"| densenet_lr, {steps:,} steps a trial | {r['trials']} ({r['failed']}) | {r['workers']} "
+        f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {TARGET:g} | {met} "
+        f"| {load_cell([r['load']])} |",
+        "",
+        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker (hydra + trial) "
+        "| tail |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} "
+        f"| {r['between']:.1f} ({r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
+    ])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m qd.bench sweep`: print the sweep's table in markdown."""
+    parser = argparse.ArgumentParser(prog="python -m qd.bench sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=16, help="trials (default 16)")
+    parser.add_argument("--workers", type=int, default=2, help="joblib workers (default 2)")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps a trial (default 2000)")
+    parser.add_argument("--retries", type=int, default=1, help="reruns of a sweep taken under load (default 1)")
+    args = parser.parse_args(argv)
+    ensure_data({"dir": str(SYNTHETIC_DIR), "prepare": "synthetic"})
+    with tempfile.TemporaryDirectory(prefix="qd-sweep-") as tmp:
+        run = lambda: run_sweep(SYNTHETIC_DIR.resolve(), Path(tmp), args.trials, args.workers, args.steps)  # noqa: E731
+        result, load = least_disturbed(run, args.retries)
+    print(f"\nA {args.trials}-trial sweep on {args.workers} joblib workers, its trials' training against the whole:\n")
+    print(sweep_table({**result, "load": load}, args.steps))
+    print(LOAD_NOTE)
