@@ -19,6 +19,7 @@ MODELS = ("densenet", "convnet", "bestmodel")
 PREDICTIONS = {"densenet": "densenet_predictions.csv", "convnet": "convnet_predictions.csv",
                "bestmodel": "best_model_predictions.csv"}  # fmt: skip
 DELIVERABLES = tuple(f"{m}.pt" for m in MODELS) + tuple(PREDICTIONS.values()) + ("README.md",)
+WINNERS = "winners.json"  # the submission's record of the promoted trials (not in the zip)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 MAIN = '''"""The course's {model} command line: `python main_{model}.py --mode train|predict ...` (see --help)."""
 

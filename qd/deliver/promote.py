@@ -33,7 +33,7 @@ from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError, exit_on_user_error
 from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
-from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, write_code_zip
+from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_code_zip
 from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced
@@ -46,7 +46,6 @@ COURSE_RULES = {"densenet": ("optimizer.lr",)}
 # What is not a setting of the model's training: the data, where files go, how a sweep runs, the hardware.
 NOT_SETTINGS = ("data", "paths", "resume", "pruning", "search", "train.device", "train.threads", "train.seed",
                 "train.eval_every", "train.max_loss", "train.not_learning_after")  # fmt: skip
-WINNERS = "winners.json"
 
 
 def check_trial(record: dict, data_dir: Path, any_settings: bool = False) -> str | None:

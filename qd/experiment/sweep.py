@@ -52,14 +52,19 @@ def prepare_trial(cfg: DictConfig, trial: optuna.Trial) -> None:
     """The sweeper's custom_search_space hook: called once per trial, in job order, before launch."""
     job_dir = Path(cfg.hydra.sweep.dir, str(next(_job_numbers)))  # hydra.sweep.subdir is the job number
     trial.set_user_attr(JOB_DIR, str(job_dir.resolve()))
-    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")  # the job replaces it with its own
-    trial.set_user_attr(SWEEPER, f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr(WORKER, this_process())  # the job replaces it with its own
+    trial.set_user_attr(SWEEPER, this_process())
     conditional = OmegaConf.select(cfg, "search.conditional")
     for name, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
         spec = next((s for s in specs if chosen(trial, s["when"]["key"]) in s["when"]["values"]), None)
         if spec and name not in trial.user_attrs:  # a user attribute: fixed on the command line
             _suggest(trial, name, spec)
     _record_prunes_honestly(trial.study, int(cfg.hydra.sweeper.n_trials), str(cfg.hydra.sweeper.storage))
+
+
+def this_process() -> str:
+    """`host:pid`, as the WORKER and SWEEPER attributes name a process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def chosen(trial: optuna.Trial, key: str) -> object:
@@ -93,7 +98,7 @@ def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) ->
         attrs = uncached.get_trial_user_attrs(trial._trial_id)
         reason = attrs.get(REASON, "the job ended without saying why")
         if attrs.get(OUTCOME):  # the job ended early and returned no accuracy (SweepTrial)
-            state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
+            state, values = ended_early(attrs[OUTCOME]), None
         result = tell(trial, state=state, values=values, **kwargs)
         study._qd_told.append((state, reason))
         print(trial_line(trial.number, state, values, reason), flush=True)
@@ -102,6 +107,11 @@ def _record_prunes_honestly(study: optuna.Study, n_trials: int, storage: str) ->
         return result
 
     study.tell = honest_tell
+
+
+def ended_early(outcome: str) -> TrialState:
+    """The study's state for a job that ended early: PRUNED when pruned, else FAIL (failed or interrupted)."""
+    return TrialState.PRUNED if outcome == "pruned" else TrialState.FAIL
 
 
 def trial_line(number: int, state: TrialState, values: list[float] | None, reason: str) -> str:
@@ -159,7 +169,7 @@ def attach_trial(hc: DictConfig, pruner: optuna.pruners.BasePruner) -> optuna.Tr
     trial = running_trial(study, job_dir)
     if trial is None:
         raise QDError(f"{job_dir.resolve()}: no running trial of study {study.study_name} belongs to this job")
-    trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr(WORKER, this_process())
     if slurm.job_id():
         trial.set_user_attr(SLURM_JOB, slurm.job_id())
     return trial
@@ -369,7 +379,7 @@ def _adopt_orphans(study: optuna.Study, uncached: optuna.storages.RDBStorage) ->
         path = Path(t.user_attrs.get(JOB_DIR, "."), "metrics.json")
         record = json.loads(path.read_text()) if path.is_file() else {}
         if attrs.get(OUTCOME):
-            state, values = (TrialState.PRUNED if attrs[OUTCOME] == "pruned" else TrialState.FAIL), None
+            state, values = ended_early(attrs[OUTCOME]), None
         elif record.get("state") == "complete":
             state, values = TrialState.COMPLETE, [record["best_dev_acc"]]
         else:

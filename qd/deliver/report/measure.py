@@ -14,7 +14,7 @@ from qd.core.data import CLASS_NAMES, FILES, IMAGE_SIDE, N_CLASSES, require_file
 from qd.core.errors import QDError
 from qd.core.predict import predict
 from qd.core.runtime import resolve_device
-from qd.deliver.bundle import MODELS
+from qd.deliver.bundle import MODELS, WINNERS
 from qd.deliver.model_readme import layer_table
 from qd.experiment.results import collect, label
 
@@ -136,7 +136,7 @@ class Measurements:
 
 def load_winners(submission: Path) -> dict[str, dict]:
     """The winners.json of a promoted submission, with a record for each of the three models."""
-    path = submission / "winners.json"
+    path = submission / WINNERS
     if not path.is_file():
         missing = submission if not submission.is_dir() else path
         raise QDError(f"{missing}: not found; run `python -m qd promote --out {submission}` first")
