@@ -56,3 +56,16 @@ def test_a_dead_process_is_told_from_a_live_one_without_proc(monkeypatch):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert process_alive(os.getpid()) and not process_alive(child.pid)
+
+
+def test_a_slurm_job_keeps_to_its_own_cpus(monkeypatch):
+    """Slurm without CPU binding leaves a 1-CPU job the whole node: it must train on 1 thread all the same."""
+    from qd.core.runtime import auto_threads, usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    node = usable_cores()
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert usable_cores() == 1 and auto_threads() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", str(node + 4))
+    assert usable_cores() == node, "never more than the process may run on"

@@ -52,10 +52,12 @@ def busy_cores(seconds: float = 0.1) -> float:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the system says, as Linux does; else all)."""
-    if hasattr(os, "sched_getaffinity"):  # not on macOS
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may run on: its affinity where the system says, as Linux does, else all; in a Slurm
+    job at most its own CPUs (SLURM_CPUS_PER_TASK), which a cluster without CPU binding leaves to the job to keep
+    to (two 1-CPU jobs on a 2-core node, each on 2 threads, spin-wait each other to several times slower)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
+    allotted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(allotted)) if allotted.isdigit() else cores
 
 
 def auto_threads(workers: int = 1) -> int:
