@@ -1,15 +1,21 @@
-"""Course data: the five .npy files, validated, standardised per image, held as float32 tensors."""
+"""Course data: the five .npy files, validated, standardised per image, held as float32 tensors.
+
+torch is imported where tensors are made: a sweep's main process checks the data and never trains.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from qd.core.errors import QDError
+
+if TYPE_CHECKING:
+    import torch
 
 CLASS_NAMES = ("apple", "banana", "grapes", "pineapple", "strawberry", "watermelon")
 N_CLASSES = len(CLASS_NAMES)
@@ -38,6 +44,8 @@ def standardise(images: np.ndarray) -> torch.Tensor:
 
     In place on one float32 copy, in NumPy: no temporaries the size of the data, no torch threads.
     """
+    import torch
+
     x = images.reshape(len(images), -1).astype(np.float32, order="C")
     x -= x.mean(axis=1, keepdims=True)
     std = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
@@ -111,6 +119,8 @@ def load_split(data_dir: str | os.PathLike, split: str) -> Split:
     paths = [data_dir / n for n in (image_name, label_name) if n]
     key = (split, *((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
     if key not in _CACHE:
+        import torch
+
         images = check_images(load_npy(paths[0]), paths[0])
         labels = None
         if label_name:

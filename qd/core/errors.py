@@ -1,10 +1,14 @@
-"""The one error type qd shows to users (a one-line message, exit status 2), and how a job ends early."""
+"""The one error type qd shows to users (a one-line message, exit status 2), how a job ends early, and how
+messages name settings."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 from collections.abc import Iterator
+
+# Config keys as the course command line spells them, for error messages.
+SETTING_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
 
 
 class QDError(Exception):
@@ -34,3 +38,15 @@ def one_line(error: BaseException) -> str:
     """The first line of an error; the exception type too, unless it is a qd error (already plain words)."""
     text = (str(error).strip().splitlines() or [""])[0]
     return text if isinstance(error, QDError) else f"{type(error).__name__}: {text}".rstrip(": ")
+
+
+def flag(key: str) -> str:
+    """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
+    return f"{SETTING_FLAGS[key]} ({key})" if key in SETTING_FLAGS else key
+
+
+def config_terms(message: str) -> str:
+    """`message` as Hydra overrides spell settings: `--LR (optimizer.lr)` becomes `optimizer.lr`."""
+    for key in SETTING_FLAGS:
+        message = message.replace(flag(key), key)
+    return message

@@ -25,15 +25,13 @@ from qd.core.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
 from qd.core.augment import augment, is_active
 from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
 from qd.core.data import N_CLASSES, Split, load_split, require_files
-from qd.core.errors import QDError
+from qd.core.errors import QDError, flag
 from qd.core.models import build_model, count_parameters
 from qd.core.runtime import configure_cpu, resolve_device
 
 LEARNING_MARGIN = 0.02  # how far above chance dev accuracy must get by train.not_learning_after
 LOG_COLUMNS = ("step", "train_loss", "train_acc", "dev_loss", "dev_acc")
 LOG_HEADER = ",".join(LOG_COLUMNS)
-# Config keys as the course command line spells them, for error messages.
-COURSE_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
 
 
 class Diverged(QDError):
@@ -42,18 +40,6 @@ class Diverged(QDError):
 
 class NotLearning(QDError):
     """Dev accuracy stayed at chance until train.not_learning_after of the steps."""
-
-
-def flag(key: str) -> str:
-    """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
-    return f"{COURSE_FLAGS[key]} ({key})" if key in COURSE_FLAGS else key
-
-
-def config_terms(message: str) -> str:
-    """`message` as Hydra overrides spell settings: `--LR (optimizer.lr)` becomes `optimizer.lr`."""
-    for key in COURSE_FLAGS:
-        message = message.replace(flag(key), key)
-    return message
 
 
 def build_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
@@ -84,6 +70,15 @@ def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, steps: int):
         lr = optimizer.param_groups[0]["lr"]
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=cfg["pct_start"])
     raise QDError(f"scheduler.name: got {name!r}; expected none, cosine or onecycle")
+
+
+def check_options(cfg: dict, model: bool = True) -> None:
+    """Build `cfg`'s optimizer, scheduler and (with `model`) model once, on nothing: an option every run would fail
+    on raises its QDError before any run starts."""
+    optimizer = build_optimizer(cfg["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
+    build_scheduler(cfg["scheduler"], optimizer, max(1, int(cfg["train"]["steps"])))
+    if model:
+        new_model(cfg)
 
 
 def check_config(cfg: dict, n_train: int) -> None:
