@@ -40,11 +40,14 @@ REFUSALS = [
      "are right and that it accepts connections from here"),
     (["+sweep=densenet_lr", "data.dir={data}", "hydra.sweeper.storage=nowhere"],
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
-    (["+sweep=densenet_lr", "pruning.name=hyperband"],
+    (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=hyperband"],  # checked once the data is in place
      "error: pruning.name: got 'hyperband'; expected none, median or halving"),
     (["+sweep=densenet_lr", "scheduler.name=step"],
      "error: scheduler.name: got 'step'; expected none, cosine or onecycle"),
     (["+sweep=densenet_lr", "+optimizer.eps=-1"],
+     "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
+     "Invalid epsilon value: -1"),
+    (["+sweep=densenet_lr", "+launcher=parallel", "data.dir={data}", "+optimizer.eps=-1"],  # checked in the workers
      "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
      "Invalid epsilon value: -1"),
     (["data.prepare=magic"], "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),

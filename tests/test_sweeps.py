@@ -172,12 +172,53 @@ def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_pat
 
 
 def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, tmp_path):
-    """Two batches of two: by the second, both workers wait for work, so each takes one (no timing assumed)."""
-    result = sweep(tmp_path, course_dir, "+sweep=densenet_lr", "+launcher=parallel", "hydra.sweeper.n_trials=4")
+    """Two batches of two: by the second, both workers wait for work, so each takes one (no timing assumed). The
+    sweeping process trains nothing: it imports neither torch nor the plotting libraries Optuna would load."""
+    report = "print('imported:', *sorted({'torch', 'matplotlib', 'pandas', 'sklearn'} & set(sys.modules)))"
+    args = ["-c", f"import sys; from qd.main import main; main('densenet', sys.argv[1:]); {report}", "-m",
+            f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "+sweep=densenet_lr",
+            "+launcher=parallel", "hydra.sweeper.n_trials=4"]  # fmt: skip
+    result = run_cli(args, tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
     assert len({r["pid"] for r in sweep_metrics(tmp_path)}) == 2, "the trials ran in two worker processes"
     assert "Joblib.Parallel" not in result.stdout + result.stderr, "no line of joblib's per batch"
     assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE"] * 4
+    assert result.stdout.splitlines()[-1] == "imported:"
+
+
+def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(course_dir):
+    """qd warms the workers with the launcher's own joblib options: the launcher's batches go to those processes,
+    which then hold torch (with torch._dynamo), Optuna without its plotting libraries and the data; stop() ends them."""
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    from joblib import Parallel, delayed
+    from omegaconf import OmegaConf
+
+    from qd.experiment import workers
+    from qd.experiment.app import compose_checked
+    from qd.experiment.sweep import process_alive
+
+    cfg = compose_checked("densenet", ["+sweep=densenet_lr", "+launcher=parallel", f"data.dir={course_dir}", "-m"])
+    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    assert list(workers.warm(cfg.hydra.launcher, job)) == [None, None]
+    options = JoblibLauncher(**{k: v for k, v in cfg.hydra.launcher.items() if k != "_target_"}).joblib
+    options["backend"] = "loky"  # what the launcher's launch() does before its Parallel
+    process_joblib_cfg(options)
+
+    def state() -> tuple:
+        import os
+        import sys
+
+        from qd.core import data
+
+        return os.getpid(), sorted({"torch._dynamo", "optuna", "matplotlib", "pandas"} & set(sys.modules)), data._CACHE
+
+    seen = Parallel(**options)(delayed(state)() for _ in range(4))
+    workers.stop()
+    assert len({pid for pid, _, _ in seen}) == 2
+    assert all(modules == ["optuna", "torch._dynamo"] for _, modules, _ in seen), seen
+    assert all(len(cache) == 2 for _, _, cache in seen), "train and dev loaded"
+    assert not any(process_alive(pid) for pid, _, _ in seen), "stopped"
 
 
 def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monkeypatch):

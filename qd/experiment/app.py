@@ -6,6 +6,7 @@ Every job (a single run or a sweep trial) that starts training leaves in its Hyd
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -21,8 +22,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, SweepFailed, exit_on_user_error
-from qd.experiment import slurm
+from qd.core.errors import QDError, SweepFailed, config_terms, exit_on_user_error
+from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
 
 # torch (qd.core.job) and optuna (qd.experiment.sweep) are imported where they are needed: a sweep's
@@ -49,29 +50,51 @@ def run_hydra(model: str, argv: list[str]) -> None:
     # -m anywhere on the line: Hydra's parser takes no override after it, and qd may add one
     multirun = [a for a in argv if a in MULTIRUN_FLAGS]
     argv = [a for a in argv if a not in MULTIRUN_FLAGS]
-    if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
-        with exit_on_user_error():
-            refuse_paths(argv)
-            cfg = compose_checked(model, argv + multirun)
-            sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
-            job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-            check_settings(job, sweep)
-            if sweep and storage_of(cfg.hydra.sweeper):
-                from qd.experiment.sweep import start_study
+    with contextlib.ExitStack() as on_exit:
+        if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
+            with exit_on_user_error():
+                argv += checked(model, argv, multirun, on_exit)
+        sys.argv = [f"main_{model}.py", *argv, *multirun]
+        try:
+            hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+        except SweepFailed as e:
+            print(e, file=sys.stderr)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print("\ninterrupted: the trials that finished are kept; run the same command again to resume a sweep",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
 
-                argv += start_study(cfg, job, argv)
-    sys.argv = [f"main_{model}.py", *argv, *multirun]
-    try:
-        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
-    except SweepFailed as e:
-        print(e, file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print("\ninterrupted: the trials that finished are kept; run the same command again to resume a sweep",
-              file=sys.stderr)  # fmt: skip
-        raise SystemExit(130) from None
+
+def checked(model: str, argv: list[str], multirun: list[str], on_exit: contextlib.ExitStack) -> list[str]:
+    """Check the overrides, the config and a sweep's data and study before Hydra starts (QDError); the overrides
+    that continue the study. A parallel sweep's workers start warming as soon as its data is ready, check the
+    training settings there, and stop when `on_exit` closes."""
+    refuse_paths(argv)
+    cfg = compose_checked(model, argv + multirun)
+    sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
+    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    check_data_option(job)
+    parallel = sweep and workers.is_parallel(cfg.hydra)
+    if not parallel:
+        from qd.core.train import check_options
+
+        check_options(job, model=not sweep)  # a sweep may search the architecture: each trial checks its own
+    if not sweep:
+        return []
+    storage = storage_of(cfg.hydra.sweeper)
+    prepare_data(job)
+    if parallel:
+        warming = workers.warm(cfg.hydra.launcher, job)
+        on_exit.callback(workers.stop)
+    from qd.experiment.sweep import make_pruner, start_study
+
+    make_pruner(job.get("pruning"))
+    for _ in warming if parallel else ():  # a worker's QDError is raised here, before anything is written
+        pass
+    return start_study(cfg, job, argv) if storage else []
 
 
 def compose_checked(model: str, argv: list[str]) -> DictConfig:
@@ -120,24 +143,22 @@ def refuse_paths(argv: list[str]) -> None:
             )
 
 
-def check_settings(job: dict, sweep: bool) -> None:
-    """Refuse, before any job starts, settings that every job would fail on (QDError naming the key)."""
-    from qd.core.train import build_optimizer, build_scheduler, new_model
+def check_data_option(job: dict) -> None:
+    """Refuse an unknown data.prepare before any job starts (QDError)."""
     from qd.datasets.prepare import BUILDERS
 
     prepare = job["data"].get("prepare", "none")
     if prepare != "none" and prepare not in BUILDERS:
         raise QDError(f"data.prepare: got {prepare!r}; expected none, synthetic or real_sample")
-    if sweep:
-        from qd.experiment.sweep import make_pruner
 
-        make_pruner(job.get("pruning"))
-    import torch
 
-    optimizer = build_optimizer(job["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
-    build_scheduler(job["scheduler"], optimizer, max(1, int(job["train"]["steps"])))
-    if not sweep:  # a sweep may search the architecture: each trial checks its own
-        new_model(job)
+def prepare_data(job: dict) -> None:
+    """A sweep's data, made (data.prepare) and checked once, before any trial: its trials share it."""
+    from qd.core.data import require_files
+    from qd.datasets.prepare import ensure_data
+
+    ensure_data(job["data"])
+    require_files(Path(job["data"]["dir"]), ("train", "dev"))
 
 
 def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
@@ -148,7 +169,6 @@ def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
 def task(cfg: DictConfig) -> float:
     """The Hydra task: train one job; a sweep trial reports to its Optuna study."""
     from qd.core.job import run_job
-    from qd.core.train import config_terms
     from qd.datasets.prepare import ensure_data
 
     task_started = time.time()  # the record's `started` comes after the job's set-up: the sweep bench splits them

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial, TrialState
 
-from qd.core.errors import Pruned, QDError, SweepFailed, one_line
-from qd.core.train import config_terms
+from qd.core.errors import Pruned, QDError, SweepFailed, config_terms, one_line
 from qd.experiment import slurm
 from qd.experiment.identity import differences, fixed_configuration, short_hash
+from qd.experiment.lean_optuna import optuna
+
+FrozenTrial, TrialState = optuna.trial.FrozenTrial, optuna.trial.TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # enqueue_trial, in 2.10
@@ -223,18 +223,13 @@ class SweepTrial:
 def start_study(cfg: DictConfig, job: dict, argv: list[str]) -> list[str]:
     """Name, open and check the sweep's study before the sweeper does; the overrides that make it continue.
 
-    The study records its fixed configuration (`qd.experiment.identity`). By default its name is the preset's
-    with a hash of that configuration, so the same configuration resumes and another starts a new study; a study
-    named on the command line must hold the same configuration. On resuming, trials whose process died are
-    run again with their own parameters and do not count toward `n_trials`, and the sampler's seed moves on
-    with the study, so that it proposes no parameters a second time.
+    The study records its fixed configuration (`qd.experiment.identity`; the data, prepared, by its fingerprint).
+    By default its name is the preset's with a hash of that configuration, so the same configuration resumes and
+    another starts a new study; a study named on the command line must hold the same configuration. On resuming,
+    trials whose process died are run again with their own parameters and do not count toward `n_trials`, and the
+    sampler's seed moves on with the study, so that it proposes no parameters a second time.
     """
-    from qd.core.data import require_files
-    from qd.datasets.prepare import ensure_data
-
     sweeper = cfg.hydra.sweeper
-    ensure_data(job["data"])  # once, here: the study's identity holds the data's fingerprint
-    require_files(Path(job["data"]["dir"]), ("train", "dev"))
     rdb = open_storage(str(sweeper.storage))
     overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
     named = any(o.key_or_group == "hydra.sweeper.study_name" for o in overrides)

@@ -1,0 +1,20 @@
+"""Optuna, imported without the optional libraries it would load for its plots, data frames and importances.
+
+Optuna 2.10 imports matplotlib, pandas, scikit-learn and plotly when they are installed (qd installs the first two
+for its reports), about half of its import time; qd uses none of them through Optuna. Every process of a sweep
+imports Optuna, so this module imports it with those libraries held back, then lets them be imported as usual.
+"""
+
+import sys
+
+HELD_BACK = ("matplotlib", "pandas", "sklearn", "plotly")
+
+_held = [name for name in HELD_BACK if name not in sys.modules]
+sys.modules.update(dict.fromkeys(_held))  # None: an import of it fails, and Optuna goes without
+try:
+    import optuna
+finally:
+    for name in _held:
+        del sys.modules[name]
+
+__all__ = ["optuna"]

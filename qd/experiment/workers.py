@@ -1,0 +1,54 @@
+"""The worker processes of `+launcher=parallel` (Hydra's joblib launcher, on loky's reusable executor): started
+and warmed when the sweep starts, stopped as soon as it ends.
+
+Left to the launcher, a worker starts only when the first batch of trials is sent, after the sweeping process
+has imported Optuna and opened its study, and its first job then imports torch (with torch._dynamo, which torch's
+optimizers import), Optuna and the data. Warming does that in the workers while the sweeping process opens its
+study, and checks there, once, the training settings every trial would fail on: the sweeping process itself never
+imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def is_parallel(hydra_cfg: DictConfig) -> bool:
+    """Whether the run's launcher is the joblib one (`+launcher=parallel`)."""
+    return "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
+
+
+def warm(launcher: DictConfig, job: dict) -> Iterator[None]:
+    """Start the launcher's workers and warm each: the same joblib options as the launcher's own batches, so that
+    they go to these processes. Iterating the result waits for the workers; a settings error is raised there
+    (QDError)."""
+    import joblib
+
+    options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
+    options["backend"] = "loky"  # as the launcher sets it
+    n_workers = joblib.effective_n_jobs(options["n_jobs"])
+    return joblib.Parallel(**options, return_as="generator_unordered")(
+        joblib.delayed(warm_worker)(job) for _ in range(n_workers)
+    )
+
+
+def warm_worker(job: dict) -> None:
+    """In a worker: import what a trial runs and load its data (the process keeps both), and check the training
+    settings."""
+    import qd.core.job  # noqa: F401
+    import qd.experiment.sweep  # noqa: F401  (Optuna)
+    from qd.core.data import load_split
+    from qd.core.train import check_options
+
+    check_options(job, model=False)  # a sweep may search the architecture: each trial checks its own
+    for split in ("train", "dev"):
+        load_split(job["data"]["dir"], split)
+
+
+def stop() -> None:
+    """Stop the workers, idle once the sweep has ended: killed, they skip the interpreter's teardown of torch."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
