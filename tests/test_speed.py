@@ -12,6 +12,7 @@ from conftest import ROOT, run_cli
 from qd.bench.cuda import compare
 from qd.bench.load import DISTURBED, least_disturbed, load_cell
 from qd.bench.phases import COLUMNS
+from qd.bench.pruning import pruning_table
 from qd.bench.speed import (
     ROWS,
     Setup,
@@ -141,7 +142,29 @@ def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():
 def test_the_cuda_check_tables_each_model_on_both_devices(capsys):
     assert compare(steps=5, device="cpu") == [], "the CPU agrees with itself"
     rows = capsys.readouterr().out.splitlines()
-    assert rows[2] == "| model | CPU dev acc | cpu dev acc | difference (points) | CPU s | cpu s | agrees |"
+    assert rows[2] == "| model | CPU dev acc | cpu dev acc | difference (points) | CPU s | cpu s | agrees | load |"
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[4:]]
     assert [c[0] for c in cells] == ["densenet", "convnet", "bestmodel"]
     assert all(c[1] == c[2] and c[3] == "0.0" and c[6] == "yes" for c in cells), "one seed, one result"
+    assert all(re.fullmatch(r"\d+\.\d\d( disturbed)?", c[7]) for c in cells)
+
+
+def test_the_accuracy_bench_prints_each_rows_load():
+    result = run_cli(["-m", "qd.bench", "accuracy", "--folds", "2", "--steps", "30", "--models", "densenet"], ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header, row = lines[2].split(), lines[3].split()
+    assert header[-3:] == ["wall_s", "bytes", "load"] and row[0] == "densenet"
+    assert re.fullmatch(r"\d+\.\d\d", row[-1]) or (row[-1] == "disturbed" and float(row[-2]) > DISTURBED), row
+    assert lines[-1].startswith("load: the most cores other processes kept busy")
+
+
+def test_the_pruning_table_compares_cpu_with_the_sweep_without_a_pruner_and_gives_each_sweeps_load():
+    runs = {"none": {"complete": 17, "pruned": 0, "failed": 3, "best": 0.93561, "cpu": 1106.2, "load": 0.04},
+            "median": {"complete": 5, "pruned": 12, "failed": 3, "best": 0.9333, "cpu": 615.4, "load": 0.3}}
+    assert pruning_table(runs).splitlines() == [
+        "| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| none | 17 | 0 | 3 | 0.9356 | 1106 | 1.00 | 0.04 |",
+        "| median | 5 | 12 | 3 | 0.9333 | 615 | 0.56 | 0.30 disturbed |",
+    ]

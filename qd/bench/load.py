@@ -12,6 +12,10 @@ from qd.core.runtime import busy_between, busy_cores, cpu_ticks
 DISTURBED = 0.25  # cores kept busy by other processes above which a run counts as disturbed
 PROBE_S = 0.5  # how long the probe before a run samples the machine
 T = TypeVar("T")
+LOAD_NOTE = (
+    f"\nload: the most cores other processes kept busy just before or during a row's runs (each run the least "
+    f"disturbed of its tries); above {DISTURBED:g}, the row's figures are disturbed."
+)
 
 
 def own_cpu() -> float:

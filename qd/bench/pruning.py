@@ -3,12 +3,14 @@
     python -m qd.bench pruning --trials 20 --steps 150 --data real_sample
 
 Both sweeps run the `bestmodel` preset from the same sampler seed, each in a fresh study, as
-subprocesses; CPU time is that of the sweep process and all its children.
+subprocesses; CPU time is that of the sweep process and all its children. Each carries the load other
+processes put on the machine (qd.bench.load): a sweep run under load is run again (--retries).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 import optuna
 
 from qd import ROOT
+from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
 
 TARGET_CPU_RATIO, TARGET_ACC_GAP = 0.60, 0.005
 
@@ -28,7 +31,8 @@ def children_cpu() -> float:
 
 
 def run_sweep(workdir: Path, args: argparse.Namespace, pruning: str) -> dict:
-    """One sweep; returns its best dev accuracy, CPU seconds and trial states."""
+    """One sweep, in a fresh folder of `workdir`; returns its best dev accuracy, CPU seconds and trial states."""
+    workdir = Path(tempfile.mkdtemp(dir=workdir))
     storage = f"sqlite:///{workdir}/bench.db"
     command = [
         sys.executable, str(ROOT / f"main_{args.model}.py"), f"+sweep={args.model}", f"data={args.data}",
@@ -62,19 +66,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--startup", type=int, default=5, help="trials the median pruner lets finish first")
     parser.add_argument("--warmup", type=int, default=45, help="steps before a trial may be pruned")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retries", type=int, default=1, help="reruns of a sweep taken under load (default 1)")
     args = parser.parse_args(argv)
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="qd-pruning-") as tmp:
-        runs = {mode: run_sweep(Path(tmp), args, mode) for mode in ("none", "median")}
+        for mode in ("none", "median"):
+            result, load = least_disturbed(functools.partial(run_sweep, Path(tmp), args, mode), args.retries)
+            runs[mode] = {**result, "load": load}
     print(f"{args.trials}-trial {args.model} sweep, {args.steps} steps a trial, data={args.data}, seed {args.seed}\n")
-    print("| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for mode, r in runs.items():
-        ratio = r["cpu"] / runs["none"]["cpu"]
-        print(f"| {mode} | {r['complete']} | {r['pruned']} | {r['failed']} | {r['best']:.4f} | {r['cpu']:.0f} "
-              f"| {ratio:.2f} |")  # fmt: skip
+    print(pruning_table(runs))
+    print(LOAD_NOTE)
     gap = runs["none"]["best"] - runs["median"]["best"]
     ratio = runs["median"]["cpu"] / runs["none"]["cpu"]
     ok = gap <= TARGET_ACC_GAP and ratio <= TARGET_CPU_RATIO
     print(f"\nbest accuracy {100 * gap:+.2f} points behind, CPU ratio {ratio:.2f}: "
           f"{'meets' if ok else 'misses'} the target (within 0.5 points in at most 60% of the CPU time)")  # fmt: skip
 
+
+
+def pruning_table(runs: dict[str, dict]) -> str:
+    """Markdown: each sweep's trial states, best dev accuracy, CPU time (against the sweep without a pruner) and
+    load."""
+    rows = ["| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none | load |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for mode, r in runs.items():
+        rows.append(f"| {mode} | {r['complete']} | {r['pruned']} | {r['failed']} | {r['best']:.4f} | {r['cpu']:.0f} "
+                    f"| {r['cpu'] / runs['none']['cpu']:.2f} | {load_cell([r['load']])} |")  # fmt: skip
+    return "\n".join(rows)

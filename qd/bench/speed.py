@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from qd import ROOT
-from qd.bench.load import DISTURBED, least_disturbed, load_cell
+from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
 from qd.bench.phases import COLUMNS
 from qd.bench.starter import MODELS, baseline_load, baseline_predict, baseline_train
 from qd.core.accuracies import TRAIN_SAMPLE, scores
@@ -55,10 +55,6 @@ ROWS = {
     "course convnet": ("`main_convnet.py` train {steps:,} steps, then predict: two whole processes", 3.5),
 }
 COURSE_LR = {"densenet": 0.0001, "convnet": 0.01}  # run.sh's training lines
-LOAD_NOTE = (
-    f"\nload: the most cores other processes kept busy just before or during a row's runs (each run the least "
-    f"disturbed of its tries); above {DISTURBED:g}, the row's figures are disturbed."
-)
 
 
 @dataclass

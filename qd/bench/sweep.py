@@ -16,8 +16,8 @@ from itertools import pairwise
 from pathlib import Path
 
 from qd import ROOT
-from qd.bench.load import least_disturbed, load_cell
-from qd.bench.speed import LOAD_NOTE, run_child
+from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
+from qd.bench.speed import run_child
 from qd.datasets.prepare import SYNTHETIC_DIR, ensure_data
 
 TARGET = 1.3  # the most a sweep's wall time may exceed its trials' training time shared by its workers
