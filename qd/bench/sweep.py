@@ -34,7 +34,7 @@ def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int)
     launched = time.time()
     _, wall, _ = run_child(argv, 0)
     ended = time.time()
-    metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
+    metrics = [{**json.loads(p.read_text()), "job": int(p.parent.name)} for p in (out / "jobs").glob("*/metrics.json")]
     training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     failed = sum(m["state"] != "complete" for m in metrics)
     return {
@@ -48,21 +48,25 @@ def overheads(metrics: list[dict], launched: float, ended: float, workers: int) 
 
     start_up: launch to the first job's start (Python, Hydra, Optuna, the storage, worker processes);
     in_jobs: the jobs' own time outside training (imports, data, model, optimizer, checkpoint, record), per worker;
-    between: gaps between consecutive jobs of one worker process, per worker, split into hydra (the previous
-    job's end to this job's task: Optuna's tell and ask, the launcher's batches, Hydra's job set-up) and trial
-    (the task's start to its training job's: the job's config and its trial in the study); tail: the last job's
-    end to the sweep's exit.
+    between: gaps between consecutive jobs of one worker process, per worker, split into wait (the launcher sends
+    `workers` jobs at a time, by job number: a job's end to the end of its batch's slowest), hydra (then to the next
+    job's task: Optuna's tell and ask, the launcher's batch, Hydra's job set-up) and trial (the task's start to its
+    training job's: the job's config and its trial in the study); tail: the last job's end to the sweep's exit.
     """
     by_worker: dict[int, list[dict]] = {}
     for m in sorted(metrics, key=lambda m: m["started"]):
         by_worker.setdefault(m["pid"], []).append(m)
+    batch_end: dict[int, float] = {}
+    for m in metrics:
+        batch_end[m["job"] // workers] = max(batch_end.get(m["job"] // workers, 0.0), m["finished"])
     pairs = [(a, b) for jobs in by_worker.values() for a, b in pairwise(jobs)]
     outside = sum(m["wall_time_s"] - m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     return {
         "start_up": min(m["started"] for m in metrics) - launched,
         "in_jobs": outside / workers,
         "between": sum(b["started"] - a["finished"] for a, b in pairs) / workers,
-        "hydra": sum(b["task_started"] - a["finished"] for a, b in pairs) / workers,
+        "wait": sum(batch_end[a["job"] // workers] - a["finished"] for a, _ in pairs) / workers,
+        "hydra": sum(b["task_started"] - batch_end[a["job"] // workers] for a, b in pairs) / workers,
         "trial": sum(b["started"] - b["task_started"] for _, b in pairs) / workers,
         "tail": ended - max(m["finished"] for m in metrics),
     }
@@ -81,11 +85,11 @@ def sweep_table(r: dict, steps: int) -> str:
         f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {TARGET:g} | {met} "
         f"| {load_cell([r['load']])} |",
         "",
-        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker (hydra + trial) "
-        "| tail |",
+        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker (batch wait + hydra "
+        "+ trial) | tail |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} "
-        f"| {r['between']:.1f} ({r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
+        f"| {r['between']:.1f} ({r['wait']:.1f} + {r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
     ])  # fmt: skip
 
 
