@@ -86,13 +86,14 @@ def checked(model: str, argv: list[str], multirun: list[str], on_exit: contextli
         return []
     storage = storage_of(cfg.hydra.sweeper)
     prepare_data(job)
+    warming = ()
     if parallel:
         warming = workers.warm(cfg.hydra.launcher, job)
         on_exit.callback(workers.stop)
     from qd.experiment.sweep import make_pruner, start_study
 
     make_pruner(job.get("pruning"))
-    for _ in warming if parallel else ():  # a worker's QDError is raised here, before anything is written
+    for _ in warming:  # a worker's QDError is raised here, before anything is written
         pass
     return start_study(cfg, job, argv) if storage else []
 
