@@ -32,22 +32,19 @@ def _model_cfg(arch: dict) -> dict:
     return {**DEFAULTS["bestmodel"]["model"], **arch}
 
 
-# Over 1,000,000 bytes even at float16: 626,166 and 1,042,038 floating-point weights and buffers.
-REFUSED = [{"width": 48, "depth": 2}, {"width": 48, "depth": 3}]
-
-
-def test_the_preset_searches_both_sides_of_the_limit():
-    assert all(arch in ARCHITECTURES for arch in REFUSED) and len(ARCHITECTURES) == 12
-
-
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=str)
-def test_every_searched_architecture_fits_or_is_refused_before_training(arch, course_dir, tmp_path):
+def test_every_searched_architecture_trains_and_fits(arch, course_dir, tmp_path):
+    """TPE learns nothing from failed trials: an architecture refused before training would be proposed again and
+    again (14 of the pruning bench's 20 trials were width 48 at depth 3, before width 48 left the preset)."""
     cfg = tiny_config("bestmodel", course_dir, steps=1)
     cfg["model"] = _model_cfg(arch)
-    if arch not in REFUSED:
-        train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
-        assert (tmp_path / "run.pt").stat().st_size <= LIMIT
-        return
+    train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
+    assert (tmp_path / "run.pt").stat().st_size <= LIMIT
+
+
+def test_an_architecture_over_the_limit_is_refused_before_training(course_dir, tmp_path):
+    cfg = tiny_config("bestmodel", course_dir, steps=1)
+    cfg["model"] = _model_cfg({"width": 48, "depth": 3})  # 1,042,038 floating-point weights and buffers
     with pytest.raises(QDError) as refused:
         train(cfg, tmp_path / "run.log", tmp_path / "run.pt")
     size = re.search(r"its checkpoint would be ([\d,]+) bytes; bestmodel allows at most 1,000,000$", str(refused.value))

@@ -99,22 +99,3 @@ def test_every_presets_search_space_contains_its_models_defaults(preset, model):
         spec = next(s for s in specs if value(s["when"]["key"]) in s["when"]["values"])
         assert spec["low"] <= value(key) <= spec["high"], f"{preset}: {key} = {value(key)} is outside {spec}"
 
-
-def test_every_architecture_the_best_model_preset_proposes_fits_the_checkpoint_limit():
-    """TPE learns nothing from failed trials: an architecture refused before training would be proposed again and
-    again (14 of 20 trials of the pruning bench were width 48 at depth 3, before width 48 left the preset)."""
-    from hydra import compose, initialize_config_dir
-
-    from qd.core.checkpoint import LIMITS, checkpoint_bytes
-    from qd.core.models import build_model
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="bestmodel", overrides=["+sweep=bestmodel"], return_hydra_config=True)
-    choices = {key: [int(v) for v in str(cfg.hydra.sweeper.params[key]).removeprefix("choice(")[:-1].split(",")]
-               for key in ("model.width", "model.depth")}  # fmt: skip
-    sizes = {}
-    for width in choices["model.width"]:
-        for depth in choices["model.depth"]:
-            model_cfg = {**DEFAULTS["bestmodel"]["model"], "width": width, "depth": depth}
-            sizes[width, depth] = checkpoint_bytes(build_model(model_cfg), model_cfg, cfg.train.half_storage)
-    assert max(sizes.values()) <= LIMITS["bestmodel"], sizes
