@@ -83,7 +83,6 @@ def main(argv: list[str] | None = None) -> None:
           f"{'meets' if ok else 'misses'} the target (within 0.5 points in at most 60% of the CPU time)")  # fmt: skip
 
 
-
 def pruning_table(runs: dict[str, dict]) -> str:
     """Markdown: each sweep's trial states, best dev accuracy, CPU time (against the sweep without a pruner) and
     load."""
