@@ -25,9 +25,11 @@ def warm(launcher: DictConfig, job: dict) -> Iterator[None]:
     they go to these processes. Iterating the result waits for the workers; a settings error is raised there
     (QDError)."""
     import joblib
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 
     options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
-    options["backend"] = "loky"  # as the launcher sets it
+    options["backend"] = "loky"  # as the launcher's launch() does, then its processing of numbers given as text
+    process_joblib_cfg(options)
     n_workers = joblib.effective_n_jobs(options["n_jobs"])
     return joblib.Parallel(**options, return_as="generator_unordered")(
         joblib.delayed(warm_worker)(job) for _ in range(n_workers)
