@@ -192,14 +192,13 @@ def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(cour
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     from joblib import Parallel, delayed
-    from omegaconf import OmegaConf
 
     from qd.experiment import workers
-    from qd.experiment.app import compose_checked
+    from qd.experiment.app import compose_checked, job_config
     from qd.experiment.sweep import process_alive
 
     cfg = compose_checked("densenet", ["+sweep=densenet_lr", "+launcher=parallel", f"data.dir={course_dir}", "-m"])
-    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    job = job_config(cfg)
     assert list(workers.warm(cfg.hydra.launcher, job)) == [None, None]
     options = JoblibLauncher(**{k: v for k, v in cfg.hydra.launcher.items() if k != "_target_"}).joblib
     options["backend"] = "loky"  # what the launcher's launch() does before its Parallel

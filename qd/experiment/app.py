@@ -75,7 +75,7 @@ def checked(model: str, argv: list[str], multirun: list[str], on_exit: contextli
     refuse_paths(argv)
     cfg = compose_checked(model, argv + multirun)
     sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
-    job = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    job = job_config(cfg)
     check_data_option(job)
     parallel = sweep and workers.is_parallel(cfg.hydra)
     if not parallel:
@@ -96,6 +96,11 @@ def checked(model: str, argv: list[str], multirun: list[str], on_exit: contextli
     for _ in warming:  # a worker's QDError is raised here, before anything is written
         pass
     return start_study(cfg, job, argv) if storage else []
+
+
+def job_config(cfg: DictConfig) -> dict:
+    """What a job of `cfg` trains on: the config without its `hydra` node, resolved, as a plain dict."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
 def compose_checked(model: str, argv: list[str]) -> DictConfig:
