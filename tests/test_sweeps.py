@@ -212,9 +212,8 @@ def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(cour
 
         return os.getpid(), sorted({"torch._dynamo", "optuna", "matplotlib", "pandas"} & set(sys.modules)), data._CACHE
 
-    seen = Parallel(**options)(delayed(state)() for _ in range(4))
+    seen = Parallel(**options)(delayed(state)() for _ in range(4))  # one worker may take all four: no count of pids
     workers.stop()
-    assert len({pid for pid, _, _ in seen}) == 2
     assert all(modules == ["optuna", "torch._dynamo"] for _, modules, _ in seen), seen
     assert all(len(cache) == 2 for _, _, cache in seen), "train and dev loaded"
     assert not any(process_alive(pid) for pid, _, _ in seen), "stopped"
