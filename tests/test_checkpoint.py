@@ -1,9 +1,14 @@
 import os
+import random
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import ROOT
 from qd.core.checkpoint import load_model, read_checkpoint, save_checkpoint
+from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError
 from qd.core.models import build_model
 
@@ -72,3 +77,64 @@ def test_a_whole_pickled_module_is_refused(tmp_path):
     torch.save(build_model({"name": "convnet"}), tmp_path / "module.pt")
     with pytest.raises(QDError, match="module.pt: refused"):
         load_model(tmp_path / "module.pt")
+
+
+# How a damaged checkpoint may be refused: each a whole stderr line after `error: <path>: `.
+DAMAGED = (
+    "corrupt checkpoint (checksum mismatch); expected the file as qd training wrote it",
+    "truncated or corrupt torch checkpoint; expected a complete .pt file",
+    "not a torch checkpoint (expected the zip-based .pt format that torch.save writes)",
+)
+
+
+def test_corrupt_bytes_at_any_offset_are_refused_in_one_line_or_change_no_prediction(course_dir, tmp_path):
+    """16 bytes flipped at each of 10 seeded offsets of a real checkpoint, each copy predicted by the course
+    command line: refused in one line with nothing written, or (bytes no tensor or setting reads, such as the
+    zip's padding) the intact file's predictions."""
+    cfg = DEFAULTS["convnet"]
+    path = tmp_path / "intact.pt"
+    save_checkpoint(path, build_model(cfg["model"]), cfg["model"], {"dev_acc": 0.5, "config": cfg})
+    data = path.read_bytes()
+    rng = random.Random(26)
+    copies = {}
+    for offset in sorted(rng.sample(range(len(data) - 16), 10)):
+        damaged = bytearray(data)
+        damaged[offset : offset + 16] = bytes(b ^ 0xFF for b in damaged[offset : offset + 16])
+        copies[offset] = tmp_path / f"at-{offset}.pt"
+        copies[offset].write_bytes(damaged)
+
+    def predict(weights):
+        command = [sys.executable, str(ROOT / "main_convnet.py"), "--mode", "predict", "--weights", str(weights),
+                   "--dataDir", str(course_dir), "--predictionsFile", str(weights.with_suffix(".csv"))]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    running = {offset: predict(p) for offset, p in [(None, path), *copies.items()]}
+    results = {offset: (proc.wait(), proc.stderr.read()) for offset, proc in running.items()}
+    assert results.pop(None)[0] == 0
+    intact = path.with_suffix(".csv").read_bytes()
+    seen = set()
+    for offset, (code, stderr) in results.items():
+        weights = copies[offset]
+        if code == 0:
+            assert weights.with_suffix(".csv").read_bytes() == intact, f"at byte {offset}: other predictions"
+            seen.add("unchanged")
+        else:
+            reason = stderr.removeprefix(f"error: {weights}: ").removesuffix("\n")
+            assert code == 2 and reason in DAMAGED, f"at byte {offset}: exit {code}, {stderr}"
+            assert not weights.with_suffix(".csv").exists(), f"at byte {offset}: predictions written"
+            seen.add(reason)
+    assert DAMAGED[0] in seen, "the checksum refused a damaged tensor"
+
+
+def test_a_checkpoint_from_before_checksums_loads_and_says_so_once(tmp_path, capsys):
+    model = build_model({"name": "densenet", "hidden": 100})
+    old = {"format": "qd-checkpoint", "version": 1, "model": {"name": "densenet", "hidden": 100},
+           "state_dict": model.state_dict(), "preprocessing": "...", "class_names": ["apple"], "meta": {}}  # fmt: skip
+    torch.save(old, tmp_path / "old.pt")
+    for _ in range(2):
+        loaded, _ = load_model(tmp_path / "old.pt", expect="densenet")
+    x = torch.randn(3, 784)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert capsys.readouterr().err == (
+        f"note: {tmp_path / 'old.pt'}: written before qd checkpoints carried a checksum; loaded unverified\n"
+    )

@@ -1,15 +1,21 @@
 """One checkpoint format: a dict of plain data and tensors that loads with weights_only=True.
 
-{"format": "qd-checkpoint", "version": 1, "model": {"name": ..., options}, "state_dict": ...,
- "preprocessing": ..., "class_names": [...], "meta": {steps, dev_acc, seed, versions, ...}}
+{"format": "qd-checkpoint", "version": 2, "model": {"name": ..., options}, "state_dict": ...,
+ "preprocessing": ..., "class_names": [...], "meta": {steps, dev_acc, seed, versions, ...}, "checksum": ...}
+
+The checksum (version 2) covers every tensor and every other field: torch's zip format checks none of its
+bytes, so a damaged file would otherwise load and predict garbage. Version 1 files, written before it, load
+unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import pickle
-import zipfile
+import sys
 from pathlib import Path
 
 import torch
@@ -21,7 +27,8 @@ from qd.core.fsutil import atomic_write_bytes
 from qd.core.models import build_model
 
 FORMAT = "qd-checkpoint"
-VERSION = 1
+VERSION = 2
+UNVERIFIED_VERSION = 1  # written before checkpoints carried a checksum
 PREPROCESSING = "per-image standardisation: (x - mean) / std over the 784 pixels; std 0 -> 1"
 LIMITS = {"bestmodel": 1_000_000}  # the course's largest checkpoint file per model, in bytes
 
@@ -40,6 +47,7 @@ def serialized(model: nn.Module, model_cfg: dict, meta: dict, half: bool = False
         "class_names": list(CLASS_NAMES),
         "meta": {**meta, "torch": str(torch.__version__)},
     }
+    payload["checksum"] = checksum(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return buffer.getvalue()
@@ -58,8 +66,23 @@ def checkpoint_bytes(model: nn.Module, model_cfg: dict, half: bool) -> int:
     return len(serialized(model, model_cfg, {}, half)) + 2048
 
 
+def checksum(ckpt: dict) -> str:
+    """sha256 of everything a checkpoint holds but its checksum: the plain fields as sorted JSON, then each
+    tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    plain = {k: v for k, v in ckpt.items() if k not in ("state_dict", "checksum")}
+    digest.update(json.dumps(plain, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(ckpt["state_dict"].items()):
+        digest.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+_UNVERIFIED_NOTED: set[str] = set()  # the version 1 files this process has said it loads unverified
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint's dict safely (weights_only): no code in the file ever runs."""
+    """Load a checkpoint's dict safely (weights_only): no code in the file ever runs; a damaged file is refused."""
     path = Path(path)
     if not path.is_file():
         what = "a folder" if path.is_dir() else "not found"
@@ -67,20 +90,48 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise QDError(f"{path}: not a torch checkpoint (expected the zip-based .pt format that torch.save writes)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise QDError(
-            f"{path}: refused: holds objects other than tensors and plain data (a pickled module or code); "
-            "expected a qd checkpoint"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
-        raise QDError(f"{path}: truncated or corrupt torch checkpoint; expected a complete .pt file") from None
+    ckpt = _load(path)
+    if isinstance(ckpt, dict) and "checksum" in ckpt and not _verified(ckpt):
+        raise _damaged(path, "checksum mismatch")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise QDError(f"{path}: not a qd checkpoint (no '{FORMAT}' format tag); expected a .pt file written by qd")
-    if ckpt.get("version") != VERSION:
+    if ckpt.get("version") not in (VERSION, UNVERIFIED_VERSION):
         raise QDError(f"{path}: qd checkpoint version {ckpt.get('version')}; expected {VERSION}")
+    if ckpt["version"] == VERSION and "checksum" not in ckpt:
+        raise _damaged(path, "its checksum is missing")
+    if ckpt["version"] == UNVERIFIED_VERSION and str(path) not in _UNVERIFIED_NOTED:
+        _UNVERIFIED_NOTED.add(str(path))
+        print(f"note: {path}: written before qd checkpoints carried a checksum; loaded unverified", file=sys.stderr)
     return ckpt
+
+
+def _load(path: Path) -> object:
+    """torch.load with weights_only; a pickle that would build other objects is refused, a damaged file too."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e) or "Unsupported class" in str(e):  # how torch >= 2.4 and 1.13 name a refused global
+            raise QDError(
+                f"{path}: refused: holds objects other than tensors and plain data (a pickled module or code); "
+                "expected a qd checkpoint"
+            ) from None
+    except Exception:  # a damaged zip or pickle fails in many ways: RuntimeError, EOFError, UnicodeDecodeError, ...
+        pass
+    raise QDError(f"{path}: truncated or corrupt torch checkpoint; expected a complete .pt file")
+
+
+def _verified(ckpt: dict) -> bool:
+    """Whether the checkpoint's contents match the checksum it was written with."""
+    try:
+        return checksum(ckpt) == ckpt["checksum"]
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError):  # a field damaged out of shape
+        return False
+
+
+def _damaged(path: Path, why: str) -> QDError:
+    return QDError(f"{path}: corrupt checkpoint ({why}); expected the file as qd training wrote it")
 
 
 def load_model(
