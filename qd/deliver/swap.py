@@ -1,17 +1,28 @@
 """A folder replaced whole: built beside its old self, swapped in only when complete.
 
-A reader, a crash or kill -9 at any moment sees the old folder or the new one, never a mix: what an
-interrupted swap leaves (`.<name>.previous`, `.<name>.staging-*`) is undone by `recover`.
+Where the OS exchanges two folders in one step (Linux renameat2 RENAME_EXCHANGE, macOS renamex_np
+RENAME_SWAP), the folder exists at every instant, old or new. Elsewhere (or on a filesystem that refuses the
+exchange) the swap is two renames, and a crash between them leaves `.<name>.previous` without `<name>`. What
+an interrupted swap leaves (`.<name>.previous`, `.<name>.staging-*`) is undone by `recover`, which each
+swap runs first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+AT_FDCWD, RENAME_EXCHANGE = -100, 2  # Linux <fcntl.h>, <linux/fs.h>
+RENAME_SWAP = 2  # macOS <stdio.h>
+NO_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)  # this OS or filesystem has none
 
 
 @contextlib.contextmanager
@@ -32,12 +43,52 @@ def replaced(out: Path) -> Iterator[Path]:
 
 
 def swap_in(stage: Path, out: Path) -> None:
-    """Replace `out` by `stage`; a crash in between leaves `.<out>.previous`, restored by `recover`."""
-    previous = out.with_name(f".{out.name}.previous")
-    if out.exists():
+    """Replace `out` by `stage`: one atomic exchange where the OS has it, else two renames, the old folder renamed
+    back when the second fails (a crash between them leaves `.<out>.previous`, restored by `recover`)."""
+    if not out.exists():
+        os.rename(stage, out)
+    elif exchange(stage, out):
+        shutil.rmtree(stage, ignore_errors=True)  # the old folder now
+    else:
+        previous = out.with_name(f".{out.name}.previous")
         os.rename(out, previous)
-    os.rename(stage, out)
-    shutil.rmtree(previous, ignore_errors=True)
+        try:
+            os.rename(stage, out)
+        except BaseException:
+            os.rename(previous, out)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Exchange two existing paths in one atomic step; False where this OS or filesystem cannot."""
+    call = _exchange_call()
+    if call is None:
+        return False
+    if call(os.fsencode(a), os.fsencode(b)) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+@functools.cache
+def _exchange_call() -> Callable[[bytes, bytes], int] | None:
+    """The C library's exchange of two paths, as a function of their two names; None where it has none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):  # glibc 2.28 and later
+        renameat2 = libc.renameat2
+        renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+        return lambda a, b: renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):  # macOS 10.12 and later
+        renamex_np = libc.renamex_np
+        renamex_np.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint)
+        return lambda a, b: renamex_np(a, b, RENAME_SWAP)
+    return None
 
 
 def recover(out: Path) -> None:
