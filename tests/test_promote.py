@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, metrics_under, run_cli
+from conftest import ROOT, metrics_under, run_cli, study_trials
 from qd.core.checkpoint import read_checkpoint, save_checkpoint
 from qd.core.errors import QDError
 from qd.core.models import build_model
@@ -205,3 +205,39 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     assert refused.returncode == 2 and refused.stderr.endswith(
         "error: argument --models: got 'densenet,resnet'; expected a comma-separated list of densenet, convnet, "
         "bestmodel\n")  # fmt: skip
+
+
+def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_model(swept_data, tmp_path):
+    """The study's best trial's metrics.json cut to 300 bytes: promotion from its folder or from its study names
+    it and chooses no winner (exit 2, nothing written); --skip-unreadable promotes the best readable one."""
+    sweep = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10",
+             "+sweep=densenet_lr", "hydra.sweeper.n_trials=3",
+             "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
+    result = run_cli(sweep, tmp_path)
+    assert result.returncode == 0, result.stderr
+    best, second = sorted(study_trials(tmp_path, "densenet_lr"), key=lambda t: -t.value)[:2]
+    record = Path(best.user_attrs["job_dir"], "metrics.json")
+    text = record.read_text()[:300]
+    record.write_text(text)
+    try:
+        json.loads(text)
+    except ValueError as e:
+        why = f"not complete JSON ({e})"
+    storage = f"sqlite:///{tmp_path}/outputs/sweeps/densenet_lr.db"
+    study = json.loads(Path(second.user_attrs["job_dir"], "metrics.json").read_text())["study"]
+    for source, named, scored in (("outputs", f"run {record.parent.name}", ""),
+                                  (storage, f"study {study} trial {best.number}",
+                                   f" with dev accuracy {best.value:.4f} in its study")):  # fmt: skip
+        refused = run_cli(["-m", "qd", "promote", source, "--any-settings", "--models", "densenet", "--data-dir",
+                           str(swept_data)], tmp_path)  # fmt: skip
+        assert refused.returncode == 2 and refused.stderr.splitlines() == [
+            f"warning: {record}: unreadable record of {named} ({why})",
+            f"error: densenet: {named} may be better than any other candidate: it completed{scored}, but its record "
+            f"{record} is unreadable; no winner chosen (--skip-unreadable chooses among the others)",
+        ], refused.stderr
+        assert not (tmp_path / "submission").exists()
+    skipping = run_cli(["-m", "qd", "promote", "outputs", "--any-settings", "--models", "densenet", "--data-dir",
+                        str(swept_data), "--skip-unreadable"], tmp_path)  # fmt: skip
+    assert skipping.returncode == 0, skipping.stderr
+    winners = json.loads((tmp_path / "submission/winners.json").read_text())
+    assert winners["densenet"]["trial"] == second.number

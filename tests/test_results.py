@@ -1,4 +1,6 @@
-"""qd results on sources that hold no trials."""
+"""qd results on sources that hold no trials, and on records that cannot be read."""
+
+import json
 
 import pytest
 
@@ -11,3 +13,44 @@ def test_a_folder_without_trials_is_named(tmp_path, capsys):
         main([str(tmp_path / "empty")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: no trials found (no job records, no study)\n"
+
+
+def job(folder, name: str, model: str, acc: float, cut: int | None = None):
+    """A job's record as training leaves it, its checkpoint beside it; the record cut to `cut` bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {"format": "qd-job", "model": model, "state": "complete", "best_dev_acc": acc, "best_step": 20,
+              "checkpoint": f"{model}.pt", "job_dir": ".", "config": {"train": {"steps": 20}}}  # fmt: skip
+    text = json.dumps(fields, indent=2)
+    (folder / name).write_text(text[:cut])
+    (folder / (f"{model}.pt" if name == "metrics.json" else name.replace(".json", ".pt"))).write_bytes(b"PK")
+    return folder / name, text[:cut]
+
+
+def json_error(text: str) -> str:
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return str(e)
+    raise AssertionError("the text is whole JSON")
+
+
+def test_every_unreadable_record_is_named_and_the_best_is_not_claimed_over_it(tmp_path, capsys):
+    """The best job's metrics.json cut to 100 bytes, a course run's record cut too: each named in one line, and
+    the best readable job is not called the best without a word."""
+    sweep, runs = tmp_path / "sweep", tmp_path / "model_files"
+    job(sweep / "0", "metrics.json", "densenet", 0.80)
+    best, best_text = job(sweep / "1", "metrics.json", "densenet", 0.85, cut=100)
+    run, run_text = job(runs, "202601011200_convnet.json", "convnet", 0.60, cut=50)
+    (runs / "notes.json").write_text("{not a record")  # another file: no record, not named
+    main([str(sweep), str(runs)])
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"warning: {best}: unreadable record of run 1 (not complete JSON ({json_error(best_text)}))",
+        f"warning: {run}: unreadable record of run 202601011200_convnet (not complete JSON ({json_error(run_text)}))",
+    ]
+    assert out.splitlines()[-4:] == [
+        "best: densenet run 0, dev accuracy 0.8000",
+        f"      {sweep / '0'}",
+        f"      run 1 may be better: it completed, but its record {best} is unreadable",
+        f"      run 202601011200_convnet may be better: it completed, but its record {run} is unreadable",
+    ]

@@ -7,12 +7,13 @@
 Candidates are sweep trials and course runs (run.sh's trainings leave model_files/<stem>.json). For each
 model asked for it takes the complete candidate of best dev accuracy whose checkpoint exists, loads and
 matches its record; for densenet, only one trained with the course defaults but for the learning rate
-(course question 1.5.7; --any-settings lifts it). It copies the checkpoint to <model>.pt, predicts the
-test images, checks that the checkpoint reproduces the recorded dev accuracy, that the course command
-line predicts the same, and bestmodel's size; writes the best model's README and, once the three models
-are there, <JHID>_code.zip (--name; the course's YOURJHIDHERE_code.zip without it). The new submission is
-built beside the old one, keeping the old one's files of the models not promoted, and swapped in only when
-every check passed.
+(course question 1.5.7; --any-settings lifts it). A completed candidate whose record cannot be read might be
+the better one: promotion then refuses (--skip-unreadable chooses among the others). It copies the
+checkpoint to <model>.pt, predicts the test images, checks that the checkpoint reproduces the recorded dev
+accuracy, that the course command line predicts the same, and bestmodel's size; writes the best model's
+README and, once the three models are there, <JHID>_code.zip (--name; the course's YOURJHIDHERE_code.zip
+without it). The new submission is built beside the old one, keeping the old one's files of the models not
+promoted, and swapped in only when every check passed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced
 from qd.experiment.identity import differences, flatten, without
-from qd.experiment.results import collect, label, rank
+from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival
 
 TOLERANCE = 1e-6
 # Course question 1.5.7: densenet.pt uses the default settings for all values except the learning rate.
@@ -86,7 +87,7 @@ def pick_winners(
     winners, skipped = {}, []
     for record in rank(records):
         model = record.get("model")
-        if model not in models or model in winners:
+        if model not in models or model in winners or record.get("state") == UNREADABLE:  # unreadable: named already
             continue
         problem = check_trial(record, data_dir, any_settings)
         if problem:
@@ -142,13 +143,19 @@ def promote(
     require_all: bool = False,
     any_settings: bool = False,
     jhid: str = PLACEHOLDER,
+    skip_unreadable: bool = False,
 ) -> dict[str, dict]:
     """Build, verify and swap in a new submission, its code zip named `<jhid>_code.zip`; return the winners
-    promoted this time."""
+    promoted this time. A model with a completed candidate whose record cannot be read and that might beat its
+    winner is refused, unless `skip_unreadable`."""
     records = collect(sources)
     winners, skipped = pick_winners(records, data_dir, models, any_settings)
     for line in skipped:
         print(line)
+    unsure = [f"{m}: {label(r)} may be better than any other candidate: {rival(r)}" for m in models
+              for r in may_beat(records, winners.get(m), m)]  # fmt: skip
+    if unsure and not skip_unreadable:
+        raise QDError(f"{'; '.join(unsure)}; no winner chosen (--skip-unreadable chooses among the others)")
     missing = [m for m in models if m not in winners]
     if missing and (require_all or not winners):
         raise QDError(f"no complete, verifiable candidate on {data_dir} for {', '.join(missing)}; sweep or train "
@@ -201,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--require-all", action="store_true", help="fail unless every model asked for has a winner")
     parser.add_argument("--any-settings", action="store_true",
                         help="densenet: any settings, not only the course defaults but the learning rate (1.5.7)")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="choose winners among the readable records, though an unreadable one may be better")
     add_name_flag(parser)
     args = parser.parse_args(argv)
     sources = args.sources or [d for d in ("outputs", "model_files") if Path(d).is_dir()]
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             raise QDError("no outputs/ or model_files/ here: name the sweep folders, course-run folders or storages")
         jhid = prefix(args.name)
         winners = promote(sources + args.runs, args.out, args.data_dir, args.models, args.require_all,
-                          args.any_settings, jhid)  # fmt: skip
+                          args.any_settings, jhid, args.skip_unreadable)  # fmt: skip
     for model in winners:
         print(describe(winners[model]))
     print(f"promoted to {args.out}/: {', '.join(sorted(p.name for p in args.out.iterdir()))}")

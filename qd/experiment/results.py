@@ -12,30 +12,74 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import sys
 from pathlib import Path
 
+from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError, exit_on_user_error
 from qd.core.job import PATH_FIELDS, RECORD_FORMAT
 
 COLUMNS = ["model", "study", "trial", "run", "state", "best_dev_acc", "best_step", "final_dev_acc", "wall_time_s",
            "param_count", "checkpoint_bytes", "params", "job_dir", "reason"]  # fmt: skip
+COURSE_RECORD = re.compile(r"\d{12}_([a-z]+)(_\d+)?\.json")  # model_files/<YYYYmmddHHMM>_<model>[_n].json
+UNREADABLE = "unreadable"  # the state of a record that cannot be read: what it says is unknown
 
 
-def read_record(path: Path) -> dict | None:
+def read_record(path: Path, completed: bool | None = None) -> dict | None:
     """A job's record (a metrics.json, or a course run's <stem>.json), its paths resolved against the record's
-    folder; None for any other JSON file."""
+    folder; None for any other JSON file. A record that cannot be read (missing, cut short, not one) is
+    `unreadable`, marked `completed` when its study says so, else when its checkpoint lies beside it."""
+    is_record = path.name == "metrics.json" or COURSE_RECORD.fullmatch(path.name) is not None
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or (path.name != "metrics.json" and record.get("format") != RECORD_FORMAT):
-        return None
+    except FileNotFoundError:
+        return unreadable(path, "missing", completed) if completed else None
+    except (OSError, ValueError) as e:
+        why = f"cannot be read ({e.strerror})" if isinstance(e, OSError) else f"not complete JSON ({e})"
+        return unreadable(path, why, completed) if is_record else None
+    if not isinstance(record, dict) or not (is_record or record.get("format") == RECORD_FORMAT):
+        return unreadable(path, "not a job's record", completed) if is_record else None
+    missing = [f for f in ("model", "state") if not isinstance(record.get(f), str)]
+    if record.get("state") == "complete":
+        missing += [f for f, kind in (("best_dev_acc", (int, float)), ("checkpoint", str))
+                    if not isinstance(record.get(f), kind)]  # fmt: skip
+    if missing:
+        return unreadable(path, f"holds no {', no '.join(missing)}", completed)
     folder = Path(os.path.abspath(path.parent))
     record.setdefault("job_dir", ".")
     for name in PATH_FIELDS:
         if isinstance(record.get(name), str):
             record[name] = str(Path(os.path.normpath(folder / record[name])))
     return record
+
+
+def unreadable(path: Path, why: str, completed: bool | None) -> dict:
+    """What is known of a job whose record cannot be read: its model and whether it completed, from the
+    checkpoint beside the record (a course run's <stem>.pt, a job folder's <model>.pt)."""
+    course = COURSE_RECORD.fullmatch(path.name)
+    beside = [path.with_suffix(".pt")] if course else [path.parent / f"{m}.pt" for m in DEFAULTS]
+    checkpoint = next((p for p in beside if p.is_file()), None)
+    model = course.group(1) if course else checkpoint and checkpoint.stem
+    return {"model": model, "state": UNREADABLE, "reason": why, "record": str(path.absolute()),
+            "job_dir": str(path.parent.absolute()), "run": path.stem if course else None,
+            "completed": bool(checkpoint) if completed is None else completed}  # fmt: skip
+
+
+def may_beat(records: list[dict], best: dict | None, model: str | None = None) -> list[dict]:
+    """The unreadable records (of `model`, or of any) whose job completed and might beat `best`: what they scored is
+    unknown, or their study holds it above `best`'s."""
+    bar = best["best_dev_acc"] if best else None
+    return [r for r in records if r.get("state") == UNREADABLE and r["completed"]
+            and (model is None or r["model"] in (model, None))
+            and (bar is None or r.get("best_dev_acc") is None or r["best_dev_acc"] >= bar)]  # fmt: skip
+
+
+def rival(record: dict) -> str:
+    """Why an unreadable record may beat the best, in words."""
+    score = record.get("best_dev_acc")
+    scored = f" with dev accuracy {score:.4f} in its study" if score is not None else ""
+    return f"it completed{scored}, but its record {record['record']} is unreadable"
 
 
 def from_folder(folder: Path) -> list[dict]:
@@ -49,6 +93,8 @@ def from_folder(folder: Path) -> list[dict]:
 
 def key(record: dict) -> tuple:
     """What tells jobs apart when the same one is found twice (in a folder and in a storage)."""
+    if record.get("state") == UNREADABLE:  # a folder does not know its study and trial
+        return (record["record"],)
     return record.get("study"), record.get("trial"), record.get("job_dir"), record.get("run")
 
 
@@ -78,8 +124,9 @@ def from_storage(url: str) -> list[dict]:
         study = optuna.load_study(study_name=summary.study_name, storage=url)
         for t in study.get_trials(deepcopy=False):
             metrics_file = Path(t.user_attrs.get("job_dir", "/nonexistent"), "metrics.json")
-            record = read_record(metrics_file) or {}
-            record.update(study=summary.study_name, trial=t.number, params=t.params, state=t.state.name.lower())
+            record = read_record(metrics_file, completed=t.state.name == "COMPLETE") or {}
+            state = UNREADABLE if record.get("state") == UNREADABLE else t.state.name.lower()
+            record.update(study=summary.study_name, trial=t.number, params=t.params, state=state)
             record.setdefault("best_dev_acc", t.value)
             record.setdefault("reason", t.user_attrs.get(REASON, ""))
             records.append(record)
@@ -105,11 +152,16 @@ def recorded_configuration(sources: list[str], study: str) -> dict:
 
 
 def collect(sources: list[str]) -> list[dict]:
-    """Every job the sources hold, each once though a folder and a storage both name it."""
+    """Every job the sources hold, each once though a folder and a storage both name it (what one source knows
+    of it and the other does not added); each record that cannot be read named on stderr, in one line."""
     records = {}
     for source in sources:
         for record in from_storage(source) if "://" in source else from_folder(Path(source)):
-            records.setdefault(key(record), record)
+            records[key(record)] = {**record, **records.get(key(record), {})}
+    for record in records.values():
+        if record.get("state") == UNREADABLE:
+            print(f"warning: {record['record']}: unreadable record of {label(record)} ({record['reason']})",
+                  file=sys.stderr)  # fmt: skip
     return list(records.values())
 
 
@@ -148,12 +200,14 @@ def main(argv: list[str] | None = None) -> None:
     with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.max_rows", 500):
         print(df.drop(columns=["job_dir"]).to_string(index=False))
     complete = [r for r in records if r.get("state") == "complete"]
-    if complete:
-        best = rank(complete)[0]
+    best = rank(complete)[0] if complete else None
+    if best:
         print(f"\nbest: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
         print(f"      {best['job_dir']}")
     else:
         print(f"\nno complete trial: {len(records)} failed, pruned or running")
+    for record in may_beat(records, best):
+        print(f"      {label(record)} may be better: {rival(record)}")
     if args.study:
         print(f"\nstudy {args.study}: the fixed configuration its trials share")
         for name, value in sorted(fixed.items()):

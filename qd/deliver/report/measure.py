@@ -16,7 +16,7 @@ from qd.core.predict import predict
 from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS, WINNERS
 from qd.deliver.model_readme import layer_table
-from qd.experiment.results import collect, label
+from qd.experiment.results import UNREADABLE, collect, label
 
 SEED = 0
 N_SHOWN = 10
@@ -174,7 +174,7 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
     winners = load_winners(submission)
     data_dir = Path(winners["bestmodel"]["data_dir"]).resolve()
     require_files(data_dir, ("train", "dev"))
-    found = collect(sources)
+    found = [r for r in collect(sources) if r.get("state") != UNREADABLE]  # each named by collect already
     records = [r for r in found if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
     m = Measurements(submission, sources, data_dir, winners, records, len(found) - len(records))
     m.logs = {model: read_log(winners[model], model) for model in MODELS}
