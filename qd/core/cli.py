@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from qd.core.defaults import DEFAULTS
-from qd.core.errors import exit_on_user_error
+from qd.core.errors import disk_error, disk_errors, exit_on_user_error
 from qd.core.fsutil import atomic_path
 
 # Course flag -> (config section, key).
@@ -87,14 +87,23 @@ def run_train(model: str, args: argparse.Namespace) -> dict:
     cfg = course_config(model, args)
     log_dir, model_dir = Path(cfg["paths"]["log_dir"]), Path(cfg["paths"]["model_dir"])
     stem = unique_stem([log_dir, model_dir], model)
-    log, checkpoint = log_dir / f"{stem}.log", model_dir / f"{stem}.pt"
+    log, checkpoint, record_file = log_dir / f"{stem}.log", model_dir / f"{stem}.pt", model_dir / f"{stem}.json"
     info = {"job_dir": str(model_dir.resolve()), "run": stem, "overrides": course_overrides(args)}
-    record = run_job(cfg, log, checkpoint, model_dir / f"{stem}.json", info)
-    with atomic_path(model_dir / f"{model}.pt") as tmp:
-        shutil.copyfile(checkpoint, tmp)
+    latest = model_dir / f"{model}.pt"
+    try:
+        record = run_job(cfg, log, checkpoint, record_file, info)
+        with atomic_path(latest) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+    except OSError as e:  # a full or forbidden disk: what this run left (each file whole), what it did not touch
+        left = [str(p) for p in (log, checkpoint, record_file) if p.exists()]
+        untouched = f"; {latest} is as it was" if latest.exists() else ""
+        error = disk_error(e, log, f"kept {', '.join(left) or 'nothing of this run'}{untouched}")
+        if error is None:
+            raise
+        raise error from None
     print(
         f"{model}: best dev accuracy {record['best_dev_acc']:.4f} at step {record['best_step']}; "
-        f"wrote {checkpoint} (also {model_dir / f'{model}.pt'}, the run's record {stem}.json) and {log}"
+        f"wrote {checkpoint} (also {latest}, the run's record {stem}.json) and {log}"
     )
     return record
 
@@ -114,7 +123,8 @@ def main(model: str, argv: list[str] | None = None) -> None:
         else:
             from qd.core.predict import predict_file
 
-            labels = predict_file(args.weights, args.dataDir, args.predictionsFile, expect=model)
+            with disk_errors(args.predictionsFile, "nothing written"):
+                labels = predict_file(args.weights, args.dataDir, args.predictionsFile, expect=model)
             print(f"{model}: wrote {len(labels)} predictions to {args.predictionsFile}")
     exit_now()
 

@@ -1,9 +1,11 @@
-"""The one error type qd shows to users (a one-line message, exit status 2), how a job ends early, and how
-messages name settings."""
+"""The one error type qd shows to users (a one-line message, exit status 2), how a job ends early, how a full
+or forbidden disk is said, and how messages name settings."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sys
 from collections.abc import Iterator
 
@@ -32,6 +34,31 @@ def exit_on_user_error() -> Iterator[None]:
     except QDError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+# A full disk (or quota), a forbidden or read-only place: the user can act on each, so each is one line.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
+
+
+def disk_error(error: BaseException, path: str | os.PathLike, kept: str) -> QDError | None:
+    """`<path>: no space left on device; <kept>` for an OSError of a full or forbidden disk, naming the file the
+    OS names (a copy's or rename's destination first) or else `path`, and what was kept; None for other errors."""
+    if not isinstance(error, OSError) or error.errno not in DISK_ERRNOS:
+        return None
+    reason = os.strerror(error.errno)
+    return QDError(f"{error.filename2 or error.filename or path}: {reason[:1].lower()}{reason[1:]}; {kept}")
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike, kept: str) -> Iterator[None]:
+    """Turn an OSError of a full or forbidden disk in the block into disk_error's QDError."""
+    try:
+        yield
+    except OSError as e:
+        error = disk_error(e, path, kept)
+        if error is None:
+            raise
+        raise error from None
 
 
 def one_line(error: BaseException) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qd.core.errors import Pruned, one_line
-from qd.core.fsutil import atomic_write_text
+from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 
 RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
 # The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. (The
@@ -32,8 +32,7 @@ def run_job(
     workers: int = 1,
 ) -> dict:
     """Train the job `cfg` describes into `log` and `checkpoint`; write its record, `info` included, to `record`."""
-    from qd.core.runtime import peak_rss_mb  # here: readers of records (qd results) need not import torch
-    from qd.core.train import train
+    from qd.core.train import train  # here, as peak_rss_mb: readers of records (qd results) need not import torch
 
     log, checkpoint, record = (Path(os.path.abspath(p)) for p in (log, checkpoint, record))
     data_dir = os.path.abspath(cfg["data"]["dir"])
@@ -50,7 +49,21 @@ def run_job(
         raise
     finally:
         if log.exists():  # training started
-            fields.update(finished=time.time(), peak_rss_mb=peak_rss_mb())
-            fields["wall_time_s"] = fields["finished"] - fields["started"]
-            written = {k: os.path.relpath(v, record.parent) if k in PATH_FIELDS else v for k, v in fields.items()}
-            atomic_write_text(record, json.dumps(written, indent=2, default=str) + "\n")
+            write_record(record, fields, log)
+
+
+def write_record(record: Path, fields: dict, log: Path) -> None:
+    """Write the job's record. A job that ended early keeps its log's whole rows only (a full disk can cut one),
+    and its own error, not the record's, is the one raised when the disk cannot take the record either."""
+    from qd.core.runtime import peak_rss_mb  # here: readers of records (qd results) need not import torch
+
+    fields.update(finished=time.time(), peak_rss_mb=peak_rss_mb())
+    fields["wall_time_s"] = fields["finished"] - fields["started"]
+    written = {k: os.path.relpath(v, record.parent) if k in PATH_FIELDS else v for k, v in fields.items()}
+    if fields.get("state") != "complete":
+        trim_to_whole_lines(log)
+    try:
+        atomic_write_text(record, json.dumps(written, indent=2, default=str) + "\n")
+    except OSError:
+        if fields.get("state") == "complete":
+            raise

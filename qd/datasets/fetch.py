@@ -24,7 +24,7 @@ import numpy.lib.format as npformat
 from tqdm import tqdm
 
 from qd.core.data import CLASS_NAMES, FILES, IMAGE_SIDE, N_CLASSES
-from qd.core.errors import QDError
+from qd.core.errors import QDError, disk_error
 from qd.datasets.folders import COURSE_SIZES, check_sizes, claim, write_course_folder
 
 DEFAULT_SOURCE = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/"
@@ -195,7 +195,8 @@ def _download(url: str, part: Path, k: int, progress: bool) -> tuple[np.ndarray,
         with open(part, "rb") as f:
             data = f.read(need)
     except OSError as e:
-        raise QDError(f"{part}: cannot use the download cache ({e})") from None
+        error = disk_error(e, part, f"the bytes downloaded so far are kept in {part}; run again to resume")
+        raise error or QDError(f"{part}: cannot use the download cache ({e})") from None
     if len(data) < need:
         raise QDError(
             f"{url}: the download stopped at byte {len(data)} of the {need} needed "

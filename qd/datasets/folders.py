@@ -12,11 +12,12 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from qd.core.data import FILES, N_CLASSES
-from qd.core.errors import QDError
+from qd.core.errors import QDError, disk_errors
 from qd.core.fsutil import atomic_path, atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -27,7 +28,9 @@ def save_npy(path: Path, array: np.ndarray) -> dict:
     """Write `array` to `path` atomically; return its sha256, shape and dtype."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            # Not the file itself: numpy would write it with C's fwrite, whose failure loses the OS's error (a full
+            # disk becomes "N requested and M written"); through its write method the error keeps its errno.
+            np.save(SimpleNamespace(write=f.write), array, allow_pickle=False)
         digest = _sha256(tmp)
     return {"sha256": digest, "shape": list(array.shape), "dtype": str(array.dtype)}
 
@@ -93,15 +96,16 @@ def write_course_folder(
     """
     claim(out, builder)
     manifest = {"builder": builder, "settings": settings, "complete": False, **(provenance or {})}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    files = {}
-    for split, images, labels in splits:
-        images_name, labels_name = FILES[split]
-        files[images_name] = save_npy(out / images_name, images)
-        if labels_name:
-            files[labels_name] = save_npy(out / labels_name, labels)
-    manifest.update(complete=True, files=files)
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    with disk_errors(out, f"every file in {out} is whole, and building it again finishes it"):
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        files = {}
+        for split, images, labels in splits:
+            images_name, labels_name = FILES[split]
+            files[images_name] = save_npy(out / images_name, images)
+            if labels_name:
+                files[labels_name] = save_npy(out / labels_name, labels)
+        manifest.update(complete=True, files=files)
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return out
 
 

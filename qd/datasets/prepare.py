@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from qd.core.data import FILES
-from qd.core.errors import QDError, exit_on_user_error
+from qd.core.errors import QDError, disk_errors, exit_on_user_error
 from qd.datasets.folders import COURSE_SIZES
 from qd.datasets.real import write_real_sample
 from qd.datasets.synth import write_synthetic
@@ -51,5 +51,5 @@ def main(argv: list[str] | None = None) -> None:
         p.set_defaults(run=run)
     sub.choices["fetch"].add_argument("--source", help="base URL or folder of <class>.npy files")
     args = parser.parse_args(argv)
-    with exit_on_user_error():
+    with exit_on_user_error(), disk_errors(args.out, "nothing written"):
         args.run(args)

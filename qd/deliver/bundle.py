@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 from qd import ROOT
+from qd.core.fsutil import atomic_path
 
 CORE = ROOT / "qd" / "core"
 MODELS = ("densenet", "convnet", "bestmodel")
@@ -49,7 +50,7 @@ def code_files(submission: Path) -> dict[str, bytes]:
 
 
 def write_code_zip(path: Path, submission: Path) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         for name, content in sorted(code_files(submission).items()):
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
             info.external_attr = 0o644 << 16

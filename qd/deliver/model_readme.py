@@ -11,6 +11,7 @@ from torch import nn
 
 from qd.core.checkpoint import load_model
 from qd.core.data import IMAGE_SIDE
+from qd.core.fsutil import atomic_write_text
 
 
 def _fmt(value) -> str:
@@ -147,4 +148,4 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
     lines += ["", "## What worked and what did not", "",
               "Measured on the complete trials, grouped by one setting at a time while the others varied too: "
               "a hint, not a controlled comparison.", "", *effects(complete)]  # fmt: skip
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")

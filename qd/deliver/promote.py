@@ -31,13 +31,14 @@ from qd.core.accuracies import dev_acc_and_loss
 from qd.core.checkpoint import LIMITS, load_model
 from qd.core.data import load_split
 from qd.core.defaults import DEFAULTS
-from qd.core.errors import QDError, exit_on_user_error
+from qd.core.errors import QDError, disk_errors, exit_on_user_error
+from qd.core.fsutil import atomic_write_text
 from qd.core.predict import predict, write_predictions
 from qd.core.runtime import configure_cpu, resolve_device
 from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_code_zip
 from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
-from qd.deliver.swap import replaced
+from qd.deliver.swap import replaced, unchanged
 from qd.experiment.identity import differences, flatten, without
 from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival
 
@@ -166,7 +167,7 @@ def promote(
             stage_model(winners[model], stage, data_dir)
         if "bestmodel" in winners:
             write_model_readme(stage / "README.md", winners["bestmodel"], records)
-        (stage / WINNERS).write_text(json.dumps(kept | winners, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write_text(stage / WINNERS, json.dumps(kept | winners, indent=2, sort_keys=True, default=str) + "\n")
         if all((stage / name).is_file() for name in DELIVERABLES):
             write_code_zip(stage / f"{jhid}_code.zip", stage)
     for model in MODELS:
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sources = args.sources or [d for d in ("outputs", "model_files") if Path(d).is_dir()]
     configure_cpu()
-    with exit_on_user_error():
+    with exit_on_user_error(), disk_errors(args.out, unchanged(args.out)):
         if not sources + args.runs:
             raise QDError("no outputs/ or model_files/ here: name the sweep folders, course-run folders or storages")
         jhid = prefix(args.name)

@@ -28,7 +28,8 @@ NO_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)  # t
 @contextlib.contextmanager
 def replaced(out: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`, with ordinary permissions; swap it in when the block ends
-    without an error. Recovers what an earlier interrupted swap left first."""
+    without an error. Recovers what an earlier interrupted swap left first. An OSError about a file in the
+    staging folder names the file in `out` it was for."""
     recover(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
@@ -38,8 +39,23 @@ def replaced(out: Path) -> Iterator[Path]:
     try:
         yield stage
         swap_in(stage, out)
+    except OSError as e:
+        e.filename, e.filename2 = (_in_out(name, stage, out) for name in (e.filename, e.filename2))
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _in_out(name: object, stage: Path, out: Path) -> object:
+    """`name`, a path in the staging folder, as the same path in `out`; any other name as it is."""
+    if isinstance(name, str) and Path(name).is_relative_to(stage):
+        return str(out / Path(name).relative_to(stage))
+    return name
+
+
+def unchanged(out: Path) -> str:
+    """What a failed replacement of `out` keeps, in words (said before it begins)."""
+    return f"{out} is as it was" if out.exists() else "nothing written"
 
 
 def swap_in(stage: Path, out: Path) -> None:

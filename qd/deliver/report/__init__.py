@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qd.core.errors import exit_on_user_error
+from qd.core.errors import disk_errors, exit_on_user_error
 from qd.core.fsutil import atomic_write_text
 from qd.core.runtime import configure_cpu
 from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
@@ -26,7 +26,7 @@ from qd.deliver.report.answers import QUESTIONS
 from qd.deliver.report.document import compile_pdf, document
 from qd.deliver.report.measure import measure
 from qd.deliver.report.render import render
-from qd.deliver.swap import replaced
+from qd.deliver.swap import replaced, unchanged
 
 
 def write_report(submission: Path, sources: list[str], out: Path, jhid: str = PLACEHOLDER) -> str:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     add_name_flag(parser)
     args = parser.parse_args(argv)
     configure_cpu()
-    with exit_on_user_error():
+    with exit_on_user_error(), disk_errors(args.out, unchanged(args.out)):
         jhid = prefix(args.name)
         pdf = write_report(args.submission, args.sources, args.out, jhid)
     print(f"wrote {args.out / 'report.md'}, {args.out / f'{jhid}_hw3_programming.tex'} and the figures")

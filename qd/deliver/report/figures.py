@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from qd.core.data import CLASS_NAMES, N_CLASSES
+from qd.core.fsutil import atomic_path
 
 DPI = 100
 
@@ -26,7 +27,8 @@ def _save(fig: Figure, path: Path, title: str, source: str) -> None:
     """Title on top, where the figure came from at the bottom."""
     fig.suptitle(title, fontsize=11)
     fig.supxlabel(f"source: {source}", fontsize=7, color="0.35")
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    with atomic_path(path) as tmp:  # a failed write names the figure
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def curves(log: pd.DataFrame, best_step: int, title: str, source: str, path: Path) -> None:
