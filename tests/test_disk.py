@@ -21,6 +21,7 @@ from conftest import ROOT, run_cli
 from qd.core.checkpoint import save_checkpoint
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError
+from qd.core.fsutil import trim_to_whole_lines
 from qd.core.models import build_model
 from qd.datasets.folders import MANIFEST
 from qd.datasets.synth import BUILDER, write_synthetic
@@ -215,3 +216,13 @@ def test_a_report_on_a_full_disk_writes_nothing(disk, swept, submission, tmp_pat
     assert result.returncode == 2
     assert re.fullmatch(rf"error: {re.escape(str(out))}/[\w-]+\.(png|md|tex): {FULL}; nothing written\n", result.stderr)
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_log_cut_mid_row_keeps_its_whole_rows_and_one_with_none_goes(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("step,dev_acc\n10,0.5\n20,0.")
+    trim_to_whole_lines(log)
+    assert log.read_text() == "step,dev_acc\n10,0.5\n"
+    log.write_text("ste")
+    trim_to_whole_lines(log)
+    assert not log.exists()
