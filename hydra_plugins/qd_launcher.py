@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
@@ -96,18 +95,18 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
 
     def _lost(self, job: Any, number: int, state: str) -> JobReturn:
         """Record the trial of a job that Slurm ended without a result as failed, naming the job and why."""
-        from qd.experiment.sweep import record_lost_job  # optuna: only when needed
+        from qd.experiment.trial import record_lost_job  # optuna: only when needed
 
         why = {"CANCELLED": "was cancelled", "GONE": "left Slurm's queue",
                "TIMEOUT": f"ran out of time (hydra.launcher.timeout_min={self.params['timeout_min']})",
                "OUT_OF_MEMORY": f"ran out of memory (hydra.launcher.mem_gb={self.params['mem_gb']})",
                "NODE_FAIL": "lost its node"}.get(state, f"ended {state}")  # fmt: skip
-        sweeper, job_dir = self.config.hydra.sweeper, Path(self.config.hydra.sweep.dir, str(number))
+        sweeper = self.config.hydra.sweeper
         reason = f"Slurm job {job.job_id} {why} before its trial ended (its log: {job.paths.stderr})"
         interrupted = state in INTERRUPTIONS
         if interrupted:
             reason += "; running the sweep again runs it again"
-        record_lost_job(str(sweeper.storage), sweeper.study_name, job_dir, reason, interrupted)
+        record_lost_job(str(sweeper.storage), sweeper.study_name, number, reason, interrupted)
         return JobReturn(overrides=None, status=JobStatus.COMPLETED, _return_value=math.nan)
 
 

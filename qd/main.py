@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 
 from qd.core import cli
-from qd.core.errors import QDError, exit_on_user_error
+from qd.core.errors import QDError, SweepFailed, exit_on_user_error
+from qd.core.interrupt import exit_on_ctrl_c
+
+INTERRUPTED_SWEEP = "interrupted: the trials that finished are kept; run the same command again to resume a sweep"
+INTERRUPTED_RUN = "interrupted: the run stopped; its folder keeps what it had written"
 
 
 def main(model: str, argv: list[str] | None = None) -> None:
@@ -14,9 +18,14 @@ def main(model: str, argv: list[str] | None = None) -> None:
     if cli.is_course_command(argv):
         cli.main(model, argv)
         return
-    with exit_on_user_error():
+    sweep = any(a in ("-m", "--multirun") or a.lstrip("+").startswith("sweep=") for a in argv)
+    with exit_on_ctrl_c(INTERRUPTED_SWEEP if sweep else INTERRUPTED_RUN), exit_on_user_error():
         try:
             from qd.experiment.app import run_hydra
         except ImportError as e:
             raise QDError(f"Hydra overrides need hydra-core ({e}); course flags (--mode ...) work without it") from None
-    run_hydra(model, argv)
+        try:
+            run_hydra(model, argv)
+        except SweepFailed as e:
+            print(e, file=sys.stderr)
+            raise SystemExit(1) from None

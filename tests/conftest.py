@@ -45,6 +45,7 @@ def run_cli(
 
 
 TINY_BEST = "model.width=8"  # a best model small enough for quick tests
+LEARNING = "optimizer.lr=tag(log, interval(1e-4, 1e-2))"  # a dense net's learning rates that never diverge
 # The classes that swept_data keeps whole in train and in dev: every other class loses a quarter.
 TRAIN_MAJORITY, DEV_MAJORITY = 4, 3  # strawberry, pineapple
 
@@ -77,7 +78,8 @@ def swept(swept_data, tmp_path_factory) -> Path:
     Shared by the promotion, report and fault tests: they read outputs/ and never write into this workdir.
     """
     work = tmp_path_factory.mktemp("swept")
-    common = ["-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2"]
+    common = ["-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2",
+              LEARNING]
     for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
                          ("convnet", ["+sweep=convnet"]),
                          ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,

@@ -41,7 +41,7 @@ def test_every_sweep_preset_composes_with_its_search_space(preset, model):
         cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == preset and sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
-    assert sweeper.custom_search_space == "qd.experiment.sweep.prepare_trial" and sweeper.max_failure_rate == 1.0
+    assert sweeper._target_ == "hydra_plugins.qd_sweeper.QDSweeper" and sweeper.max_failure_rate == 1.0
     assert "optimizer.lr" in sweeper.params
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from qd.experiment.sweep import process_alive
+from qd.experiment.processes import process_alive
 
 # Imported by Python at start-up from PYTHONPATH: takes away what macOS lacks, in that process only.
 NOT_LINUX = '''

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 from qd.core.errors import QDError
-from qd.experiment.sweep import make_pruner
+from qd.experiment.trial import make_pruner
 
 
 def test_each_named_pruner_is_built_with_its_options():
@@ -27,7 +27,7 @@ def test_an_unknown_pruner_is_named():
 
 def test_optuna_is_imported_without_its_plotting_libraries_which_import_as_usual_afterwards():
     """qd.experiment.lean_optuna: in a fresh process, as a sweep's processes import it."""
-    code = ("import sys; import qd.experiment.sweep; "
+    code = ("import sys; import qd.experiment.trial; "
             "held = sorted({'matplotlib', 'pandas', 'sklearn'} & set(sys.modules)); "
             "import pandas, matplotlib.pyplot; print(held, pandas.DataFrame({'a': [1]}).size)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, ours, run_cli, study_trials
+from conftest import LEARNING, ROOT, ours, run_cli, study_trials
 
 HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "Traceback", "Joblib.Parallel")
 
@@ -74,7 +74,7 @@ def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(co
 def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_dir, tmp_path):
     args = ["+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30", "train.eval_every=10", "optimizer=sgd",
             "optimizer.lr=choice(0.05, 1e4, 0.000001)", "pruning.name=median", "+pruning.n_startup_trials=1",
-            "hydra.sweeper.n_trials=4", "-m"]  # fmt: skip
+            "hydra.sweeper.sampler.seed=1", "hydra.sweeper.n_trials=4", "-m"]  # fmt: skip
     result = main(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)
@@ -109,7 +109,7 @@ def test_a_single_run_says_where_it_wrote_and_m_may_come_last(course_dir, tmp_pa
     study = r"study densenet_lr-[0-9a-f]{8}"
     for n_trials, started in ((1, rf"new {study}: 1 trial to run"),
                               (2, rf"resuming {study}: 1 finished trials kept, 1 to run")):  # fmt: skip
-        last = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20",
+        last = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20", LEARNING,
                     f"hydra.sweeper.n_trials={n_trials}", "-m")  # fmt: skip
         assert last.returncode == 0, last.stderr
         assert re.fullmatch(started, ours(last.stdout)[0]), last.stdout

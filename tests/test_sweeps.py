@@ -18,21 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, study_trials, sweep_metrics
+from conftest import LEARNING, ROOT, run_cli, study_trials, sweep_metrics
 from qd.experiment.results import collect, table
 
 pytestmark = pytest.mark.slow
 
 
 def sweep(workdir: Path, course_dir: Path, *overrides: str, model: str = "densenet", steps: int = 20):
-    args = [
-        str(ROOT / f"main_{model}.py"),
-        "-m",
-        f"data.dir={course_dir}",
-        f"train.steps={steps}",
-        "train.eval_every=10",
-        *overrides,
-    ]
+    """A sweep of `model` on `course_dir`; a dense net's learning rates that never diverge unless `overrides` say."""
+    learning = [] if model != "densenet" or any(o.startswith("optimizer") for o in overrides) else [LEARNING]
+    args = [str(ROOT / f"main_{model}.py"), "-m", f"data.dir={course_dir}", f"train.steps={steps}",
+            "train.eval_every=10", *learning, *overrides]  # fmt: skip
     return run_cli(args, workdir, timeout=400)
 
 
@@ -93,7 +89,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
         "train.eval_every=10",
         "+sweep=densenet_lr",
         "hydra.sweeper.n_trials=4",
-        "resume.unclaimed_after_s=0",
+        LEARNING,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -172,12 +168,12 @@ def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_pat
 
 
 def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, tmp_path):
-    """Two batches of two: by the second, both workers wait for work, so each takes one (no timing assumed). The
-    sweeping process trains nothing: it imports neither torch nor the plotting libraries Optuna would load."""
+    """Two trials in flight at a time, each launched alone: both workers train (no timing assumed). The sweeping
+    process trains nothing: it imports neither torch nor the plotting libraries Optuna would load."""
     report = "print('imported:', *sorted({'torch', 'matplotlib', 'pandas', 'sklearn'} & set(sys.modules)))"
     args = ["-c", f"import sys; from qd.main import main; main('densenet', sys.argv[1:]); {report}", "-m",
             f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", "+sweep=densenet_lr",
-            "+launcher=parallel", "hydra.sweeper.n_trials=4"]  # fmt: skip
+            "+launcher=parallel", "hydra.sweeper.n_trials=4", LEARNING]  # fmt: skip
     result = run_cli(args, tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
     assert len({r["pid"] for r in sweep_metrics(tmp_path)}) == 2, "the trials ran in two worker processes"
@@ -189,17 +185,23 @@ def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, t
 def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(course_dir):
     """qd warms the workers with the launcher's own joblib options: the launcher's batches go to those processes,
     which then hold torch (with torch._dynamo), Optuna without its plotting libraries and the data; stop() ends them."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     from joblib import Parallel, delayed
 
     from qd.experiment import workers
     from qd.experiment.app import compose_checked, job_config
-    from qd.experiment.sweep import process_alive
+    from qd.experiment.conf import CONF_DIR
+    from qd.experiment.processes import process_alive
 
-    cfg = compose_checked("densenet", ["+sweep=densenet_lr", "+launcher=parallel", f"data.dir={course_dir}", "-m"])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = ["+sweep=densenet_lr", "+launcher=parallel", f"data.dir={course_dir}"]
+        cfg = compose_checked(GlobalHydra.instance().hydra, "densenet", overrides, multirun=True)
     job = job_config(cfg)
-    assert list(workers.warm(cfg.hydra.launcher, job)) == [None, None]
+    warming = workers.warm(cfg.hydra.launcher, job)
+    assert list(warming) == [None, None]
     options = JoblibLauncher(**{k: v for k, v in cfg.hydra.launcher.items() if k != "_target_"}).joblib
     options["backend"] = "loky"  # what the launcher's launch() does before its Parallel
     process_joblib_cfg(options)
@@ -213,22 +215,22 @@ def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(cour
         return os.getpid(), sorted({"torch._dynamo", "optuna", "matplotlib", "pandas"} & set(sys.modules)), data._CACHE
 
     seen = Parallel(**options)(delayed(state)() for _ in range(4))  # one worker may take all four: no count of pids
-    workers.stop()
+    workers.stop(warming)
     assert all(modules == ["optuna", "torch._dynamo"] for _, modules, _ in seen), seen
     assert all(len(cache) == 2 for _, _, cache in seen), "train and dev loaded"
     assert not any(process_alive(pid) for pid, _, _ in seen), "stopped"
 
 
 def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monkeypatch):
+    """Each job is handed its trial's number: a worker's jobs find their trials without a search, on one opening."""
     import optuna
     from omegaconf import OmegaConf
 
-    from qd.experiment import sweep as qd_sweep
+    from qd.experiment.trial import JOB_DIR, SweepTrial
 
     storage = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name="s", storage=storage)
-    for job in ("0", "1"):
-        study.ask().set_user_attr(qd_sweep.JOB_DIR, str(tmp_path / job))
+    asked = [study.ask() for _ in range(3)]
     opened, real_init = [], optuna.storages.RDBStorage.__init__
 
     def counted_init(self, url, *args, **kwargs):
@@ -236,11 +238,14 @@ def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monke
         real_init(self, url, *args, **kwargs)
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", counted_init)
-    for job in ("0", "1"):
+    for number in (2, 0):
         hc = OmegaConf.create({"sweeper": {"study_name": "s", "storage": storage},
-                               "runtime": {"output_dir": str(tmp_path / job)}})  # fmt: skip
-        assert qd_sweep.attach_trial(hc, optuna.pruners.NopPruner()).number == int(job)
+                               "runtime": {"output_dir": str(tmp_path / str(number))}})  # fmt: skip
+        assert SweepTrial(hc, number, None).trial.number == number
     assert opened == [storage], "two jobs, one opening"
+    trials = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert [t.user_attrs.get(JOB_DIR) for t in trials] == [str(tmp_path / "0"), None, str(tmp_path / "2")]
+    assert [t.number for t in asked] == [0, 1, 2]
 
 
 def test_submitit_local_runs_each_trial_as_its_own_process(course_dir, tmp_path):
@@ -269,6 +274,7 @@ def test_the_pruner_stops_hopeless_trials_and_the_study_says_pruned(course_dir, 
         "optimizer.lr=choice(0.05, 0.000001)",
         "pruning.name=median",
         "+pruning.n_startup_trials=1",
+        "hydra.sweeper.sampler.seed=1",  # a good trial first, then bad ones
         steps=60,
     )
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The Hydra layer of main_<model>.py: overrides, --cfg/--info/--help, and multirun sweeps.
+"""The Hydra layer of main_<model>.py: overrides, --cfg/--info/--help, single runs and sweeps.
 
 Every job (a single run or a sweep trial) that starts training leaves in its Hydra output folder
 `<model>.log`, `<model>.pt` when it completes, and `metrics.json`, its record, whatever its outcome.
@@ -6,7 +6,6 @@ Every job (a single run or a sweep trial) that starts training leaves in its Hyd
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -14,19 +13,24 @@ import time
 from pathlib import Path
 
 import hydra
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
+from hydra._internal.callbacks import Callbacks
+from hydra._internal.hydra import Hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus, run_job
 from hydra.errors import HydraException, OverrideParseException
-from hydra.types import RunMode
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, SweepFailed, config_terms, exit_on_user_error
+from qd.core.errors import QDError, config_terms, exit_on_user_error
 from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
 
-# torch (qd.core.job) and optuna (qd.experiment.sweep) are imported where they are needed: a sweep's
+# torch (qd.core.job) and optuna (qd.experiment.study, .trial) are imported where they are needed: a sweep's
 # main process with a parallel launcher never trains, and a single run never opens a study.
 
 # `${qd_run_id:}`: one id per invocation (its start and process id), so that run and sweep folders never
@@ -42,60 +46,82 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def run_hydra(model: str, argv: list[str]) -> None:
-    """Run main_<model>.py's Hydra app with `argv` (overrides and Hydra flags).
+    """Run main_<model>.py's Hydra app with `argv` (overrides, -m anywhere, or one of Hydra's info flags).
 
-    Before Hydra starts, the overrides, the config and a sweep's study are checked, each failure one line
-    (exit 2); Ctrl-C is one line too. HYDRA_FULL_ERROR=1 shows tracebacks instead.
+    The config is composed once, by Hydra's own loader, and checked before anything is written: a bad override, a
+    setting every run would fail on, missing data or an unusable study storage is one line (QDError, exit 2). Then
+    the run goes to Hydra's job runner, or the sweep to the configured sweeper (qd's for the presets).
     """
-    # -m anywhere on the line: Hydra's parser takes no override after it, and qd may add one
-    multirun = [a for a in argv if a in MULTIRUN_FLAGS]
-    argv = [a for a in argv if a not in MULTIRUN_FLAGS]
-    with contextlib.ExitStack() as on_exit:
-        if not any(a.split("=")[0] in INFO_FLAGS for a in argv):
-            with exit_on_user_error():
-                argv += checked(model, argv, multirun, on_exit)
-        sys.argv = [f"main_{model}.py", *argv, *multirun]
-        try:
-            hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
-        except SweepFailed as e:
-            print(e, file=sys.stderr)
-            raise SystemExit(1) from None
-        except KeyboardInterrupt:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print("\ninterrupted: the trials that finished are kept; run the same command again to resume a sweep",
-                  file=sys.stderr)  # fmt: skip
-            raise SystemExit(130) from None
+    if any(a.split("=")[0] in INFO_FLAGS for a in argv):
+        sys.argv = [f"main_{model}.py", *argv]
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
+        return
+    multirun = any(a in MULTIRUN_FLAGS for a in argv)
+    overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise QDError(f"{unknown[0]}: not an option of main_{model}.py; expected Hydra overrides (key=value), -m, "
+                      "--cfg job, --info, --help, or the course flags (--mode ...)")  # fmt: skip
+    refuse_paths(overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), job_name=f"main_{model}", version_base="1.3"):
+        app = GlobalHydra.instance().hydra
+        cfg = compose_checked(app, model, overrides, multirun)
+        context = HydraContext(config_loader=app.config_loader, callbacks=Callbacks(cfg))
+        if cfg.hydra.mode == RunMode.RUN:
+            run_one(cfg, context)
+        else:
+            run_sweep(cfg, context)
 
 
-def checked(model: str, argv: list[str], multirun: list[str], on_exit: contextlib.ExitStack) -> list[str]:
-    """Check the overrides, the config and a sweep's data and study before Hydra starts (QDError); the overrides
-    that continue the study. A parallel sweep's workers start warming as soon as its data is ready, check the
-    training settings there, and stop when `on_exit` closes."""
-    refuse_paths(argv)
-    cfg = compose_checked(model, argv + multirun)
-    sweep = is_optuna_sweep(cfg.hydra, argv + multirun)
+def run_one(cfg: DictConfig, context: HydraContext) -> None:
+    """A single run: checked, its data prepared, then Hydra's job runner (its folder, .hydra/, logging) and task."""
+    from qd.core.train import check_options
+
     job = job_config(cfg)
     check_data_option(job)
-    parallel = sweep and workers.is_parallel(cfg.hydra)
+    check_options(job)
+    prepare_data(job)
+    ret = run_job(hydra_context=context, task_function=task, config=cfg, job_dir_key="hydra.run.dir",
+                  job_subdir_key=None)  # fmt: skip
+    if ret.status == JobStatus.FAILED:
+        raise ret._return_value  # the task's error, without Hydra's "Error executing job" line
+
+
+def run_sweep(cfg: DictConfig, context: HydraContext) -> None:
+    """A sweep: the settings, the data and the study's storage checked; a parallel launcher's workers warmed while
+    the sweeper imports Optuna; then the sweeper's loop. The workers stop when the sweep ends, however it ends."""
+    job = job_config(cfg)
+    check_data_option(job)
+    qd_sweep = is_qd_sweep(cfg.hydra)
+    parallel = workers.is_parallel(cfg.hydra)
     if not parallel:
         from qd.core.train import check_options
 
-        check_options(job, model=not sweep)  # a sweep may search the architecture: each trial checks its own
-    if not sweep:
-        return []
-    storage = storage_of(cfg.hydra.sweeper)
-    prepare_data(job)
-    warming = ()
-    if parallel:
-        warming = workers.warm(cfg.hydra.launcher, job)
-        on_exit.callback(workers.stop)
-    from qd.experiment.sweep import make_pruner, start_study
+        check_options(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
+    if qd_sweep:
+        check_sweeper(cfg.hydra.sweeper)
+        prepare_data(job)
+    warming = workers.warm(cfg.hydra.launcher, job) if parallel else ()
+    try:
+        if qd_sweep:  # Optuna without its plotting libraries, before the sweeper's config (its sampler) imports it
+            from qd.experiment.trial import make_pruner
 
-    make_pruner(job.get("pruning"))
-    for _ in warming:  # a worker's QDError is raised here, before anything is written
-        pass
-    return start_study(cfg, job, argv) if storage else []
+            make_pruner(job.get("pruning"))
+        sweeper = Plugins.instance().instantiate_sweeper(config=cfg, hydra_context=context, task_function=task)
+        for _ in warming:  # a worker's QDError is raised here, before anything is written
+            pass
+        sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
+    finally:
+        if parallel:
+            workers.stop(warming)
+
+
+def check_sweeper(sweeper: DictConfig) -> None:
+    """Refuse sweeper settings no sweep can run with (QDError)."""
+    storage_of(sweeper)
+    n_trials = sweeper.n_trials
+    if not (isinstance(n_trials, int) and n_trials >= 1):
+        raise QDError(f"hydra.sweeper.n_trials={n_trials}: expected the study's number of trials, 1 or more")
 
 
 def job_config(cfg: DictConfig) -> dict:
@@ -103,10 +129,12 @@ def job_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
-def compose_checked(model: str, argv: list[str]) -> DictConfig:
-    """The config, `hydra` node included, that `argv` composes to; a bad override is one line naming it (QDError)."""
-    parser, parsed = OverridesParser.create(), []
-    for override in (a for a in argv if not a.startswith("-")):
+def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool) -> DictConfig:
+    """The config, `hydra` node included, that `overrides` compose to, its mode set (a preset's, or -m's); a bad
+    override is one line naming it (QDError)."""
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:
         try:
             parsed += parser.parse_overrides([override])
         except OverrideParseException:
@@ -115,16 +143,21 @@ def compose_checked(model: str, argv: list[str]) -> DictConfig:
                 f"bad override {override}: Hydra's override grammar cannot read it; a value that holds = ? ( ) [ ] "
                 f"or spaces needs quotes: '{key}=\"{value}\"'"
             ) from None
-    overrides = [o.input_line for o in parsed if not o.is_sweep_override()]  # the search space is the sweeper's
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=model, overrides=overrides, return_hydra_config=True)
+        cfg = app.compose_config(config_name=model, overrides=overrides, run_mode=RunMode.MULTIRUN,
+                                 with_log_configuration=True, validate_sweep_overrides=False)  # fmt: skip
     except HydraException as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
         options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
         detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
         raise QDError(f"bad override: {lines[0]}; {detail}") from None
+    mode = RunMode.MULTIRUN if multirun or cfg.hydra.mode == RunMode.MULTIRUN else RunMode.RUN
+    sweeping = [o.input_line for o in parsed if o.is_sweep_override()]
+    if mode == RunMode.RUN and sweeping:
+        raise QDError(f"{sweeping[0]}: a sweep expression in a single run; add -m, or a search preset (+sweep=...)")
+    cfg.hydra.mode = mode
+    return cfg
 
 
 def storage_of(sweeper: DictConfig) -> str | None:
@@ -167,14 +200,14 @@ def prepare_data(job: dict) -> None:
     require_files(Path(job["data"]["dir"]), ("train", "dev"))
 
 
-def is_optuna_sweep(hydra_cfg: DictConfig, argv: list[str]) -> bool:
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN or any(a in ("-m", "--multirun") for a in argv)
-    return multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower()
+def is_qd_sweep(hydra_cfg: DictConfig) -> bool:
+    """Whether the sweep runs on qd's sweeper (the presets' Optuna sweeper)."""
+    return str(hydra_cfg.sweeper.get("_target_", "")).endswith("qd_sweeper.QDSweeper")
 
 
 def task(cfg: DictConfig) -> float:
-    """The Hydra task: train one job; a sweep trial reports to its Optuna study."""
-    from qd.core.job import run_job
+    """The Hydra task: train one job; a trial of qd's sweeper (the `trial` key) reports to its study."""
+    from qd.core.job import run_job as run_qd_job
     from qd.datasets.prepare import ensure_data
 
     task_started = time.time()  # the record's `started` comes after the job's set-up: the sweep bench splits them
@@ -187,18 +220,18 @@ def task(cfg: DictConfig) -> float:
         info["slurm_job"] = slurm.job_id()
     n_jobs = hc.launcher.get("n_jobs")  # the joblib launcher's parallel workers share this machine's cores
     workers = (n_jobs if n_jobs > 0 else os.cpu_count() or 1) if n_jobs else 1
-    if hc.mode == RunMode.MULTIRUN:
-        from qd.experiment.sweep import SweepTrial
+    if job_cfg.get("trial") is not None:
+        from qd.experiment.trial import SweepTrial
 
-        with SweepTrial(hc, job_cfg.get("pruning")) as trial:
+        with SweepTrial(hc, job_cfg["trial"], job_cfg.get("pruning")) as trial:
             ensure_data(job_cfg["data"])
-            record = run_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
+            record = run_qd_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
             return record["best_dev_acc"]
         return math.nan  # the trial failed or was pruned: SweepTrial recorded how, for the study
     with exit_on_user_error():
         try:
             ensure_data(job_cfg["data"])
-            record = run_job(job_cfg, **files, info=info, workers=workers)
+            record = run_qd_job(job_cfg, **files, info=info, workers=workers)
         except QDError as e:
             raise QDError(config_terms(str(e))) from None
     print(f"{model}: best dev accuracy {record['best_dev_acc']:.4f} at step {record['best_step']}; wrote {out}")

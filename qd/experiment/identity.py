@@ -13,8 +13,9 @@ from pathlib import Path
 
 from qd.core.data import FILES
 
-# Where a job writes, how a sweep resumes or prunes, and the hardware: none of it changes what a trial measures.
-NOT_IDENTITY = ("paths", "resume", "pruning", "data.prepare", "train.device", "train.threads")
+# The keys that are not settings: where a job writes, how a sweep runs it (its pruner, which trial it is; `resume`
+# in the records of earlier sweeps) and the hardware. None of them changes what a run measures.
+NOT_SETTINGS = ("paths", "pruning", "trial", "resume", "data.prepare", "train.device", "train.threads")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -55,7 +56,7 @@ def fixed_configuration(job: dict, params: dict[str, str], conditional: set[str]
     """The job config's settings that every trial of the sweep shares, its data's fingerprint and the search
     space (`hydra.sweeper.params.<key>`; the conditional ranges are in the config's `search`), as JSON stores
     them. A searched config group (optimizer, augmentation) takes every setting under it out of the fixed part."""
-    fixed = without(flatten(job), NOT_IDENTITY + tuple(params) + tuple(conditional))
+    fixed = without(flatten(job), NOT_SETTINGS + tuple(params) + tuple(conditional))
     fixed["data.fingerprint"] = data_fingerprint(Path(job["data"]["dir"]))
     fixed.update({f"hydra.sweeper.params.{k}": v for k, v in params.items()})
     return json.loads(json.dumps(fixed, sort_keys=True))

@@ -106,24 +106,16 @@ def label(record: dict) -> str:
 
 
 def from_storage(url: str) -> list[dict]:
-    """Every trial of every study in an Optuna storage, joined with its job's metrics.json."""
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    """Every trial of every study in an Optuna storage, opened read-only, joined with its job's metrics.json."""
+    from qd.experiment.lean_optuna import optuna
+    from qd.experiment.storage import open_readonly
+    from qd.experiment.trial import JOB_DIR, REASON
 
-    from qd.experiment.sweep import REASON, database_error
-
-    path = url.removeprefix("sqlite:///").split("?")[0]
-    if url.startswith("sqlite:///") and not Path(path).is_file():
-        raise QDError(f"{url}: no such database file ({path}); expected the storage of a sweep's study")
-    try:
-        summaries = optuna.get_all_study_summaries(storage=url)
-    except SQLAlchemyError as e:
-        raise database_error(url, e) from None
+    storage = open_readonly(url)
     records = []
-    for summary in summaries:
-        study = optuna.load_study(study_name=summary.study_name, storage=url)
-        for t in study.get_trials(deepcopy=False):
-            metrics_file = Path(t.user_attrs.get("job_dir", "/nonexistent"), "metrics.json")
+    for summary in optuna.get_all_study_summaries(storage=storage):
+        for t in storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False):
+            metrics_file = Path(t.user_attrs.get(JOB_DIR, "/nonexistent"), "metrics.json")
             record = read_record(metrics_file, completed=t.state.name == "COMPLETE") or {}
             state = UNREADABLE if record.get("state") == UNREADABLE else t.state.name.lower()
             record.update(study=summary.study_name, trial=t.number, params=t.params, state=state)
@@ -135,13 +127,13 @@ def from_storage(url: str) -> list[dict]:
 
 def recorded_configuration(sources: list[str], study: str) -> dict:
     """The fixed configuration that `study`, in one of the storages among `sources`, records."""
-    import optuna
-
-    from qd.experiment.sweep import FIXED
+    from qd.experiment.lean_optuna import optuna
+    from qd.experiment.storage import open_readonly
+    from qd.experiment.study import FIXED
 
     names = set()
     for url in (s for s in sources if "://" in s):
-        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage=url)}
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage=open_readonly(url))}
         if study in summaries:
             return summaries[study].user_attrs.get(FIXED) or {}
         names |= set(summaries)

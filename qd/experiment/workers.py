@@ -1,5 +1,6 @@
 """The worker processes of `+launcher=parallel` (Hydra's joblib launcher, on loky's reusable executor): started
-and warmed when the sweep starts, stopped as soon as it ends.
+and warmed when the sweep starts, stopped as soon as it ends, and ended with the sweeping process, even by kill -9
+(qd.experiment.processes.watch_parent).
 
 Left to the launcher, a worker starts only when the first batch of trials is sent, after the sweeping process
 has imported Optuna and opened its study, and its first job then imports torch (with torch._dynamo, which torch's
@@ -10,9 +11,13 @@ imports torch.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator
 
 from omegaconf import DictConfig, OmegaConf
+
+from qd.experiment.processes import watch_parent
 
 
 def is_parallel(hydra_cfg: DictConfig) -> bool:
@@ -32,15 +37,16 @@ def warm(launcher: DictConfig, job: dict) -> Iterator[None]:
     process_joblib_cfg(options)
     n_workers = joblib.effective_n_jobs(options["n_jobs"])
     return joblib.Parallel(**options, return_as="generator_unordered")(
-        joblib.delayed(warm_worker)(job) for _ in range(n_workers)
+        joblib.delayed(warm_worker)(job, os.getpid()) for _ in range(n_workers)
     )
 
 
-def warm_worker(job: dict) -> None:
-    """In a worker: import what a trial runs and load its data (the process keeps both), and check the training
-    settings."""
+def warm_worker(job: dict, sweeper: int) -> None:
+    """In a worker: watch the sweeping process `sweeper`, import what a trial runs and load its data (the process
+    keeps both), and check the training settings."""
+    watch_parent(sweeper)
     import qd.core.job  # noqa: F401
-    import qd.experiment.sweep  # noqa: F401  (Optuna)
+    import qd.experiment.trial  # noqa: F401  (Optuna)
     from qd.core.data import load_split
     from qd.core.train import check_options
 
@@ -49,8 +55,13 @@ def warm_worker(job: dict) -> None:
         load_split(job["data"]["dir"], split)
 
 
-def stop() -> None:
-    """Stop the workers, idle once the sweep has ended: killed, they skip the interpreter's teardown of torch."""
+def stop(warming: Iterator[None]) -> None:
+    """Stop the workers once the sweep has ended, however it ended: killed, they skip the interpreter's teardown of
+    torch. The warm-up (`warming`) is given up quietly where an interrupt cut it (joblib would warn of its tasks)."""
     from joblib.externals.loky import get_reusable_executor
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warming.close()
     get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+

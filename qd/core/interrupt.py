@@ -1,0 +1,68 @@
+"""Ctrl-C as one line and exit status 130, at any moment, within a few seconds.
+
+Python raises KeyboardInterrupt only between bytecodes of the main thread: a main thread that waits inside a C
+call (SQLite's busy wait on a locked database, a long import) would go on for as long. A watcher thread hears the
+signal at once (the interpreter writes each signal to a wakeup file descriptor) and, should the process still run
+DEADLINE_S later (stuck, or still cleaning up), prints the line and ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Iterator
+
+DEADLINE_S = 2.5  # after Ctrl-C, the longest the process lives on (its clean-up included)
+EXIT_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C ended
+
+
+@contextlib.contextmanager
+def exit_on_ctrl_c(message: str) -> Iterator[None]:
+    """Within the block, Ctrl-C prints `message` on stderr and exits 130, once, whatever the main thread is doing;
+    the block's own clean-up (finally, except BaseException) runs first where the main thread is free to. A process
+    that ignores SIGINT (started in the background by a script) keeps ignoring it; HYDRA_FULL_ERROR=1 shows the
+    traceback instead."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        yield
+        return
+    said, hit = threading.Lock(), threading.Event()
+
+    def say() -> None:
+        if said.acquire(blocking=False):
+            sys.stdout.flush()
+            print(f"\n{message}", file=sys.stderr, flush=True)
+
+    def say_and_exit() -> None:
+        """From the watcher: the main thread is stuck, so end the process at once."""
+        say()
+        os._exit(EXIT_STATUS)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if not hit.is_set():  # a second Ctrl-C does not cut the clean-up of the first
+            hit.set()
+            raise KeyboardInterrupt
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def watch() -> None:
+        while signal.SIGINT not in os.read(read_fd, 64):
+            pass
+        deadline = threading.Timer(DEADLINE_S, say_and_exit)
+        deadline.daemon = True
+        deadline.start()
+
+    threading.Thread(target=watch, name="qd-ctrl-c", daemon=True).start()
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except KeyboardInterrupt:
+        say()
+        raise SystemExit(EXIT_STATUS) from None  # the interpreter's exit cleans up; the watcher's deadline holds
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.set_wakeup_fd(previous_fd)

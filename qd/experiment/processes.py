@@ -1,0 +1,44 @@
+"""The processes of a sweep: how one is named and checked, and a child's watch on the sweeping process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+PARENT_POLL_S = 1.0  # how often a worker looks for its sweeping process
+_watching = threading.Event()
+
+
+def watch_parent(sweeper: int) -> None:
+    """In a child of the sweeping process `sweeper` (a parallel worker), end this process as soon as the sweeping
+    process is gone, however it died: loky's workers would otherwise live on, idle or training, for minutes. Nothing
+    in any other process (the sweeping process itself, a Slurm job). Once a process; a daemon thread polls."""
+    parent = os.getppid()
+    if parent != sweeper or _watching.is_set():
+        return
+    _watching.set()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # a dead parent's children are adopted by another process
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="qd-watch-parent", daemon=True).start()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host (signal 0 checks, sends nothing; Linux and macOS alike)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def this_process() -> str:
+    """`host:pid`, as a trial's attributes name the processes of its sweep."""
+    return f"{socket.gethostname()}:{os.getpid()}"

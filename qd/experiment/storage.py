@@ -1,0 +1,185 @@
+"""Where a sweep's study lives: its database opened for a sweep (tables created on first use) or read-only for
+the commands that only read it (results, promote, report), the lock that lets the sweep processes of one study
+take turns, and one line for each way a database can fail, with hints that fit a local file or a server."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from qd.core.errors import QDError
+from qd.experiment.lean_optuna import optuna
+
+T = TypeVar("T")
+REQUIRED_TABLES = {"studies", "trials", "version_info"}  # what every Optuna 2.x study database holds
+LOCK_POLL_S = 0.02  # how often a waiting process tries the study's lock again (a Python loop: Ctrl-C stays prompt)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///` URL, None for any other storage."""
+    return Path(url.removeprefix("sqlite:///").split("?")[0]) if url.startswith("sqlite:///") else None
+
+
+def shown(url: str) -> str:
+    """The URL as messages show it: a local file by its path, a server's with its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_path(url)
+    return str(path) if path else make_url(url).render_as_string(hide_password=True)
+
+
+def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
+    """The study database a sweep records to: a SQLite file and its folder are created on first use; a file or
+    database that holds other tables than Optuna's is refused, never written into."""
+    from optuna.storages._rdb.models import BaseModel
+
+    path = sqlite_path(url)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tables = _tables(url) if not path or path.exists() else set()
+    if tables - set(BaseModel.metadata.tables) - {"alembic_version"} and not REQUIRED_TABLES <= tables:
+        raise not_a_study_database(url)
+    return with_retries(url, lambda: optuna.storages.RDBStorage(url))
+
+
+def open_readonly(url: str) -> optuna.storages.RDBStorage:
+    """The study database as a reader opens it: a SQLite file read-only (`mode=ro`), a server's in read-only
+    transactions; nothing is created or written. A missing file, and a database without Optuna's tables, are one
+    line each."""
+    path = sqlite_path(url)
+    if path and not path.is_file():
+        raise QDError(f"{url}: no such database file ({path}); expected the storage of a sweep's study")
+    if not REQUIRED_TABLES <= _tables(url):
+        raise not_a_study_database(url)
+    engine_url, engine_kwargs = _readonly(url)
+    return with_retries(url, lambda: optuna.storages.RDBStorage(engine_url, engine_kwargs=engine_kwargs))
+
+
+def _readonly(url: str) -> tuple[str, dict]:
+    """The engine URL and options that open `url` read-only."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_path(url)
+    if path:
+        query = "".join(f"&{k}={v}" for k, v in make_url(url).query.items())
+        return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true{query}", {}
+    if make_url(url).get_backend_name() == "postgresql":
+        return url, {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+    return url, {}
+
+
+def _tables(url: str) -> set[str]:
+    """The tables of the database `url` names, read without writing anything."""
+    from sqlalchemy import create_engine, inspect
+
+    def read() -> set[str]:
+        engine_url, engine_kwargs = _readonly(url)
+        engine = create_engine(engine_url, **engine_kwargs)
+        try:
+            return set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    return with_retries(url, read)
+
+
+def not_a_study_database(url: str) -> QDError:
+    return QDError(f"{shown(url)}: not an Optuna study database (it holds other tables); expected the storage of a "
+                   "sweep's study")  # fmt: skip
+
+
+def with_retries(url: str, action: Callable[[], T], attempts: int = 5) -> T:
+    """`action`, retried: Optuna 2.10 creates its tables and a study without guarding against a second process
+    doing the same at the same moment (PostgreSQL then refuses a duplicate type or row), and the loser finds what
+    the winner created. A database that cannot be opened is one line (QDError)."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return action()
+        except ArgumentError as e:
+            raise QDError(f"hydra.sweeper.storage={url}: not a database URL ({e})") from None
+        except (SQLAlchemyError, StorageInternalError) as e:  # Optuna wraps a refused duplicate row in the latter
+            if _unreachable(e) or attempt == attempts - 1:
+                raise storage_error(url, e) from None
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _unreachable(error: Exception) -> bool:
+    """Whether retrying cannot help: no server answers, or the file cannot be opened at all."""
+    text = str(error).lower()
+    return any(words in text for words in ("connect", "unable to open", "readonly", "read-only", "disk", "not a"))
+
+
+def storage_error(url: str, error: Exception) -> QDError:
+    """One line for a study database that cannot be opened or written: a file's hints speak of files, a server's of
+    servers (its password hidden)."""
+    detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    path = sqlite_path(url)
+    if not path:
+        return QDError(
+            f"{shown(url)}: cannot open the study's database ({detail}); check that the server runs, that host, port "
+            "and database are right and that it accepts connections from here"
+        )
+    hint = {
+        "locked": "another process holds it locked: wait for it, or give the storage URL a longer ?timeout=",
+        "full": "its disk is full: free some space; the trials recorded so far are kept",
+        "not a database": "it is not an SQLite database: give the sweep another storage file",
+        "readonly": "it cannot be written here: check the file's and its folder's permissions",
+        "unable to open": "it cannot be opened: check that its folder exists and may be written",
+    }
+    found = next((h for k, h in hint.items() if k in detail.lower().replace("read-only", "readonly")), None)
+    return QDError(f"{path}: cannot use the study's database file ({detail}); {found or 'check the file'}")
+
+
+@contextlib.contextmanager
+def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold the lock of study `study_name`: its sweep processes take turns at counting, reaping, requeueing and
+    asking for trials, so that none proposes what another just did or runs a trial past the study's total.
+
+    SQLite: an advisory lock on a file beside the database (`<db>-qdlock`; processes of one machine, as SQLite
+    needs). PostgreSQL: a session advisory lock, released by the server when the process dies. Other databases
+    take no lock.
+    """
+    from sqlalchemy import text
+
+    path = sqlite_path(str(storage.url))
+    if path:
+        with open(f"{path}-qdlock", "a") as lock_file:
+            _poll(lambda: _try_flock(lock_file))
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return
+    if storage.engine.dialect.name != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+    with storage.engine.connect() as connection:
+        _poll(lambda: connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+def _try_flock(lock_file) -> bool:
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _poll(taken: Callable[[], bool]) -> None:
+    while not taken():
+        time.sleep(LOCK_POLL_S)
