@@ -1,0 +1,181 @@
+"""Many sweep processes on one study, Ctrl-C and kill -9: real processes at once, on a real SQLite file and a real
+PostgreSQL server, seeded and repeated."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+# A finite space (6 x 2 sets) where two processes seeded alike would repeat each other at once.
+SPACE = ["optimizer.lr=choice(1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3)", "train.batch_size=choice(32, 64)"]
+INTERRUPTED_LINE = "\ninterrupted: the trials that finished are kept; run the same command again to resume a sweep\n"
+
+
+def sweep_argv(data: Path, storage: str, n_trials: int, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={data}",
+            f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.study_name=shared",
+            f"hydra.sweeper.n_trials={n_trials}", "train.eval_every=10", *SPACE, *extra]  # fmt: skip
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    """A process as a terminal starts it: Ctrl-C (SIGINT) as Python expects it, even where this test's own runner
+    ignores it (a background job of a script)."""
+    return subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+
+
+def run_at_once(argvs: list[list[str]], cwd: Path) -> list[tuple[int, str, str]]:
+    processes = [start(argv, cwd) for argv in argvs]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    return [(p.returncode, *output) for p, output in zip(processes, outputs, strict=True)]
+
+
+def study(storage: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the shared study; none before a sweep has made it."""
+    try:
+        return optuna.load_study(study_name="shared", storage=storage).get_trials()
+    except KeyError:  # no such study yet
+        return []
+
+
+def interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    return t.user_attrs.get("qd_outcome") == "interrupted"
+
+
+def check_study(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
+    """The study holds exactly `n_trials` usable trials, each a parameter set of its own, none still running; each
+    interrupted trial ran again exactly once, with its parameters."""
+    usable = [t for t in trials if not interrupted(t)]
+    assert len(usable) == n_trials, [(t.number, t.state.name) for t in trials]
+    unfinished = [(t.number, t.state.name, t.user_attrs) for t in usable if t.state.name != "COMPLETE"]
+    assert not unfinished, unfinished
+    sets = [tuple(sorted(t.params.items())) for t in usable]
+    assert len(set(sets)) == len(sets), f"repeated parameter sets: {sorted(sets)}"
+    for t in filter(interrupted, trials):
+        assert sets.count(tuple(sorted(t.params.items()))) == 1, f"trial {t.number} did not run again exactly once"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db?timeout=60"
+    return request.getfixturevalue("postgres")
+
+
+def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir, storage, tmp_path):
+    results = run_at_once([sweep_argv(course_dir, storage, 6, "train.steps=20")] * 4, tmp_path)
+    for code, _, err in results:
+        assert code == 0 and "Traceback" not in err, err
+    check_study(study(storage), 6)
+    assert sum(len(re.findall(r"^trial \d+: dev accuracy", out, re.M)) for _, out, _ in results) == 6
+
+    # A sweep killed while its trial runs (it has asked the study for it), then four resume at once.
+    killed = start(sweep_argv(course_dir, storage, 8, "train.steps=20"), tmp_path)
+    deadline = time.time() + 120
+    while not [t for t in study(storage) if t.state.name == "RUNNING"]:
+        assert time.time() < deadline and killed.poll() is None, killed.communicate()
+        time.sleep(0.05)
+    killed.kill()
+    killed.communicate()
+    (cut,) = [t for t in study(storage) if t.state.name == "RUNNING"]
+    results = run_at_once([sweep_argv(course_dir, storage, 10, "train.steps=20")] * 4, tmp_path)
+    for code, _, err in results:
+        assert code == 0 and "Traceback" not in err, err
+    trials = study(storage)
+    check_study(trials, 10)
+    assert [t.number for t in trials if interrupted(t)] == [cut.number]
+    assert trials[cut.number].user_attrs["qd_reason"] == "interrupted (its process died)"
+
+
+def test_two_slurm_jobs_each_running_a_sweep_share_one_study(slurm, postgres, course_dir, tmp_path):
+    env = {**os.environ, **slurm, "PYTHONPATH": str(ROOT)}
+    command = " ".join(f'"{a}"' for a in sweep_argv(course_dir, postgres, 8, "train.steps=20"))
+    ids = []
+    for n in range(2):
+        submitted = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/job{n}.out", "--cpus-per-task=1",
+                                    "--mem=1000", f"--chdir={tmp_path}", f"--wrap={command}"],
+                                   env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        ids.append(submitted.stdout.strip())
+    deadline = time.time() + 300
+    while subprocess.run(["squeue", "--noheader", f"--jobs={','.join(ids)}"], env=env, capture_output=True,
+                         text=True).stdout.strip():  # fmt: skip
+        assert time.time() < deadline, "the Slurm jobs did not end"
+        time.sleep(1)
+    outputs = [(tmp_path / f"job{n}.out").read_text() for n in range(2)]
+    for out in outputs:
+        assert "Traceback" not in out and re.search(r"^sweep done: \d+ trials?, ", out, re.M), out
+    check_study(study(postgres), 8)
+    assert sum(len(re.findall(r"^trial \d+: dev accuracy", out, re.M)) for out in outputs) == 8
+
+
+def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_again(course_dir, tmp_path):
+    """Ten tries, each Ctrl-C at a seeded moment of start-up or training, with and without the parallel launcher, on
+    one study: each try resumes what the one before it cut, and a last run ends the study."""
+    rng = random.Random(0)
+    storage = f"sqlite:///{tmp_path}/shared.db?timeout=60"
+    argv = sweep_argv(course_dir, storage, 3, "train.steps=2000")
+    cut = set()
+    for attempt in range(10):
+        sweep = start(argv + (["+launcher=parallel"] if attempt % 2 else []), tmp_path)
+        time.sleep(rng.uniform(0.3, 6.0))
+        assert sweep.poll() is None, sweep.communicate()
+        sweep.send_signal(signal.SIGINT)
+        sent = time.time()
+        out, err = sweep.communicate(timeout=30)
+        assert (sweep.returncode, err) == (130, INTERRUPTED_LINE), (attempt, out)
+        assert time.time() - sent <= 3.0, attempt
+        trials = study(storage)
+        assert not [t.number for t in trials if t.state.name == "RUNNING"], f"try {attempt} left a trial running"
+        assert all(t.user_attrs["qd_reason"] == "interrupted (Ctrl-C)" for t in trials if interrupted(t))
+        cut |= {t.number for t in trials if interrupted(t)}
+    assert cut, "no try cut a trial"
+    last = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert last.returncode == 0, last.stderr
+    check_study(study(storage), 3)
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")
+def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(course_dir, tmp_path):
+    from qd.experiment.processes import process_alive
+
+    storage = f"sqlite:///{tmp_path}/shared.db?timeout=60"
+    sweep = start(sweep_argv(course_dir, storage, 4, "train.steps=100000", "+launcher=parallel"), tmp_path)
+    deadline = time.time() + 120
+    while len([t for t in study(storage) if t.state.name == "RUNNING" and "worker" in t.user_attrs]) < 2:
+        assert time.time() < deadline and sweep.poll() is None, sweep.communicate()
+        time.sleep(0.2)
+    workers = {int(t.user_attrs["worker"].split(":")[1]) for t in study(storage) if t.state.name == "RUNNING"}
+    assert workers <= children(sweep.pid) and len(workers) == 2, "two workers train, children of the sweep"
+    sweep.kill()
+    sweep.communicate()
+    killed = time.time()
+    while any(process_alive(pid) for pid in workers) and time.time() - killed < 10:
+        time.sleep(0.1)
+    assert not any(process_alive(pid) for pid in workers), "a worker outlived its sweep by 10 s"
