@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from qd.core import checkpoint
 from qd.core.checkpoint import load_model, read_checkpoint, save_checkpoint
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError
@@ -126,15 +127,18 @@ def test_corrupt_bytes_at_any_offset_are_refused_in_one_line_or_change_no_predic
     assert DAMAGED[0] in seen, "the checksum refused a damaged tensor"
 
 
-def test_a_checkpoint_from_before_checksums_loads_and_says_so_once(tmp_path, capsys):
+def test_a_checkpoint_from_before_checksums_loads_and_says_so_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(checkpoint, "_UNVERIFIED_NOTED", [])  # as in a new process
     model = build_model({"name": "densenet", "hidden": 100})
     old = {"format": "qd-checkpoint", "version": 1, "model": {"name": "densenet", "hidden": 100},
            "state_dict": model.state_dict(), "preprocessing": "...", "class_names": ["apple"], "meta": {}}  # fmt: skip
     torch.save(old, tmp_path / "old.pt")
-    for _ in range(2):
-        loaded, _ = load_model(tmp_path / "old.pt", expect="densenet")
+    torch.save(old, tmp_path / "old-too.pt")
+    for name in ("old.pt", "old.pt", "old-too.pt"):
+        loaded, _ = load_model(tmp_path / name, expect="densenet")
     x = torch.randn(3, 784)
     torch.testing.assert_close(loaded(x), model.eval()(x))
     assert capsys.readouterr().err == (
-        f"note: {tmp_path / 'old.pt'}: written before qd checkpoints carried a checksum; loaded unverified\n"
+        f"note: {tmp_path / 'old.pt'}: written before qd checkpoints carried a checksum; it and any other such file "
+        "load unverified\n"
     )

@@ -78,7 +78,7 @@ def checksum(ckpt: dict) -> str:
     return digest.hexdigest()
 
 
-_UNVERIFIED_NOTED: set[str] = set()  # the version 1 files this process has said it loads unverified
+_UNVERIFIED_NOTED: list[str] = []  # the first version 1 file this process loaded: said once
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -99,9 +99,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise QDError(f"{path}: qd checkpoint version {ckpt.get('version')}; expected {VERSION}")
     if ckpt["version"] == VERSION and "checksum" not in ckpt:
         raise _damaged(path, "its checksum is missing")
-    if ckpt["version"] == UNVERIFIED_VERSION and str(path) not in _UNVERIFIED_NOTED:
-        _UNVERIFIED_NOTED.add(str(path))
-        print(f"note: {path}: written before qd checkpoints carried a checksum; loaded unverified", file=sys.stderr)
+    if ckpt["version"] == UNVERIFIED_VERSION and not _UNVERIFIED_NOTED:
+        _UNVERIFIED_NOTED.append(str(path))
+        print(f"note: {path}: written before qd checkpoints carried a checksum; it and any other such file load "
+              "unverified", file=sys.stderr)  # fmt: skip
     return ckpt
 
 
