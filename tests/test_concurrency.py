@@ -3,6 +3,7 @@ PostgreSQL server, seeded and repeated."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -148,34 +149,46 @@ def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_agai
     check_study(study(storage), 3)
 
 
+def stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the process's name (state, parent, ...); none once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
 def children(pid: int) -> set[int]:
-    """The processes whose parent is `pid` (Linux's /proc)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
+    """The processes whose parent is `pid`."""
+    return {int(p.name) for p in Path("/proc").glob("[0-9]*") if stat(int(p.name))[1:2] == [str(pid)]}
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended)."""
+    return stat(pid)[:1] not in ([], ["Z"])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")
 def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(course_dir, tmp_path):
-    from qd.experiment.processes import process_alive
-
     storage = f"sqlite:///{tmp_path}/shared.db?timeout=60"
-    sweep = start(sweep_argv(course_dir, storage, 4, "train.steps=100000", "+launcher=parallel"), tmp_path)
-    deadline = time.time() + 120
-    while len([t for t in study(storage) if t.state.name == "RUNNING" and "worker" in t.user_attrs]) < 2:
-        assert time.time() < deadline and sweep.poll() is None, sweep.communicate()
-        time.sleep(0.2)
-    workers = {int(t.user_attrs["worker"].split(":")[1]) for t in study(storage) if t.state.name == "RUNNING"}
-    assert workers <= children(sweep.pid) and len(workers) == 2, "two workers train, children of the sweep"
-    sweep.kill()
-    sweep.communicate()
-    killed = time.time()
-    while any(process_alive(pid) for pid in workers) and time.time() - killed < 10:
-        time.sleep(0.1)
-    assert not any(process_alive(pid) for pid in workers), "a worker outlived its sweep by 10 s"
+    argv = sweep_argv(course_dir, storage, 4, "train.steps=100000", "+launcher=parallel")
+    sweep = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while len(workers := {int(t.user_attrs.get("worker", ":0").split(":")[1]) for t in study(storage)
+                              if t.state.name == "RUNNING"} - {0, sweep.pid}) < 2:  # fmt: skip
+            assert time.time() < deadline and sweep.poll() is None, "two workers never trained"
+            time.sleep(0.2)
+        assert workers <= children(sweep.pid), "the workers are children of the sweep"
+        sweep.kill()
+        sweep.wait()
+        killed = time.time()
+        while (alive := {pid for pid in workers if running(pid)}) and time.time() - killed < 10:
+            time.sleep(0.1)
+        assert not alive, "a worker outlived its sweep by 10 s"
+    finally:
+        for pid in {sweep.pid} | workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        sweep.wait()
