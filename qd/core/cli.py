@@ -15,19 +15,10 @@ import time
 from pathlib import Path
 
 from qd.core.defaults import DEFAULTS
-from qd.core.errors import disk_error, disk_errors, exit_on_user_error
+from qd.core.errors import FLAG_KEYS, disk_error, disk_errors, exit_on_user_error
 from qd.core.fsutil import atomic_path
 
-# Course flag -> (config section, key).
-FLAG_KEYS = {
-    "LR": ("optimizer", "lr"),
-    "bs": ("train", "batch_size"),
-    "epochs": ("train", "steps"),
-    "dataDir": ("data", "dir"),
-    "logDir": ("paths", "log_dir"),
-    "modelSaveDir": ("paths", "model_dir"),
-}
-COURSE_FLAGS = ("--mode", "--weights", "--predictionsFile", *(f"--{f}" for f in FLAG_KEYS))
+COURSE_FLAGS = ("--mode", "--weights", "--predictionsFile", *FLAG_KEYS)
 
 
 def course_parser(model: str) -> argparse.ArgumentParser:
@@ -42,9 +33,9 @@ def course_parser(model: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of optimisation STEPS (required to train)")
     p.add_argument("--weights", help="a .pt checkpoint (required to predict)")
     p.add_argument("--predictionsFile", help="where predictions go (required to predict)")
-    for flag in ("dataDir", "logDir", "modelSaveDir"):
-        section, key = FLAG_KEYS[flag]
-        p.add_argument(f"--{flag}", default=defaults[section][key], help=f"default: {defaults[section][key]}")
+    for flag in ("--dataDir", "--logDir", "--modelSaveDir"):
+        section, key = FLAG_KEYS[flag].split(".")
+        p.add_argument(flag, default=defaults[section][key], help=f"default: {defaults[section][key]}")
     return p
 
 
@@ -55,17 +46,18 @@ def is_course_command(argv: list[str]) -> bool:
 
 def course_overrides(args: argparse.Namespace) -> list[str]:
     """The config overrides the course flags given stand for, e.g. `optimizer.lr=0.001`."""
-    return [f"{section}.{key}={getattr(args, flag)}" for flag, (section, key) in FLAG_KEYS.items()
-            if getattr(args, flag) is not None]  # fmt: skip
+    given = {key: getattr(args, flag[2:]) for flag, key in FLAG_KEYS.items()}
+    return [f"{key}={value}" for key, value in given.items() if value is not None]
 
 
 def course_config(model: str, args: argparse.Namespace) -> dict:
     """The config the course flags select: the frozen defaults of conf/<model>.yaml plus the flags."""
     cfg = copy.deepcopy(DEFAULTS[model])
-    for flag, (section, key) in FLAG_KEYS.items():
-        value = getattr(args, flag)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag[2:])
         if value is not None:
-            cfg[section][key] = value
+            section, name = key.split(".")
+            cfg[section][name] = value
     return cfg
 
 

@@ -9,8 +9,10 @@ import os
 import sys
 from collections.abc import Iterator
 
-# Config keys as the course command line spells them, for error messages.
-SETTING_FLAGS = {"optimizer.lr": "--LR", "train.batch_size": "--bs", "train.steps": "--epochs"}
+# The course command line's flags and the config keys they set: the one table, for its parser and for messages.
+FLAG_KEYS = {"--LR": "optimizer.lr", "--bs": "train.batch_size", "--epochs": "train.steps", "--dataDir": "data.dir",
+             "--logDir": "paths.log_dir", "--modelSaveDir": "paths.model_dir"}  # fmt: skip
+KEY_FLAGS = {key: flag for flag, key in FLAG_KEYS.items()}
 
 
 class QDError(Exception):
@@ -69,11 +71,11 @@ def one_line(error: BaseException) -> str:
 
 def flag(key: str) -> str:
     """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
-    return f"{SETTING_FLAGS[key]} ({key})" if key in SETTING_FLAGS else key
+    return f"{KEY_FLAGS[key]} ({key})" if key in KEY_FLAGS else key
 
 
 def config_terms(message: str) -> str:
     """`message` as Hydra overrides spell settings: `--LR (optimizer.lr)` becomes `optimizer.lr`."""
-    for key in SETTING_FLAGS:
+    for key in KEY_FLAGS:
         message = message.replace(flag(key), key)
     return message
