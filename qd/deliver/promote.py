@@ -39,15 +39,16 @@ from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_
 from qd.deliver.jhid import PLACEHOLDER, add_name_flag, prefix, rename_hint
 from qd.deliver.model_readme import write_model_readme
 from qd.deliver.swap import replaced, unchanged
-from qd.experiment.identity import differences, flatten, without
+from qd.experiment.identity import NOT_SETTINGS, differences, flatten, without
 from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival
 
 TOLERANCE = 1e-6
 # Course question 1.5.7: densenet.pt uses the default settings for all values except the learning rate.
 COURSE_RULES = {"densenet": ("optimizer.lr",)}
-# What is not a setting of the model's training: the data, where files go, how a sweep runs, the hardware.
-NOT_SETTINGS = ("data", "paths", "resume", "pruning", "search", "train.device", "train.threads", "train.seed",
-                "train.eval_every", "train.max_loss", "train.not_learning_after")  # fmt: skip
+# What the course's rules leave free besides the keys that are not settings: the data, the search space, the seed and
+# how a run evaluates and gives up.
+COURSE_FREE = NOT_SETTINGS + ("data", "search", "train.seed", "train.eval_every", "train.max_loss",
+                              "train.not_learning_after")  # fmt: skip
 
 
 def check_trial(record: dict, data_dir: Path, any_settings: bool = False) -> str | None:
@@ -77,7 +78,7 @@ def course_rule_breach(record: dict) -> str:
     """`key: default -> value; ...` for the record's settings that the course rule of its model does not free."""
     if "config" not in record:
         return "its record holds no config"
-    free = NOT_SETTINGS + COURSE_RULES[record["model"]]
+    free = COURSE_FREE + COURSE_RULES[record["model"]]
     return differences(without(flatten(DEFAULTS[record["model"]]), free), without(flatten(record["config"]), free))
 
 
