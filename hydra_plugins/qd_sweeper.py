@@ -15,6 +15,7 @@ in flight interrupted: the same command runs them again with their parameters.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import math
 import threading
@@ -52,7 +53,8 @@ class QDSweeper(OptunaSweeper):
         try:
             self._run(share, int(cfg.n_jobs), float(cfg.max_failure_rate))
         except BaseException as error:
-            share.interrupt(_why(error))
+            with contextlib.suppress(Exception):  # the database may be what failed: the next run reaps the trials
+                share.interrupt(_why(error))
             raise
         print(share.summary(), flush=True)
         if share.ended:  # as the Optuna sweeper does, beside this process's jobs

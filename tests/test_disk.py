@@ -226,3 +226,22 @@ def test_a_log_cut_mid_row_keeps_its_whole_rows_and_one_with_none_goes(tmp_path)
     log.write_text("ste")
     trim_to_whole_lines(log)
     assert not log.exists()
+
+
+def test_a_hydra_run_and_a_sweep_on_a_full_disk_are_one_line(disk, course_dir, tmp_path):
+    """A single run with room for its config and log but not its checkpoint; a sweep whose study database cannot
+    grow. Each is one line and exit 2."""
+    run = disk / "run"
+    leave_free(disk, 100_000)  # the dense net's checkpoint is 320 KB
+    result = run_cli([str(ROOT / "main_densenet.py"), f"data.dir={course_dir}", "train.steps=20",
+                      f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
+    assert (result.returncode, result.stderr) == (2, f"error: {run}/densenet.pt: {FULL}; {run} keeps what the run had "
+                                                     "written\n")  # fmt: skip
+    assert [p for p in left_behind(run) if "/.hydra" not in p] == [], "no temporary file left"
+
+    leave_free(disk, 0)
+    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+                      f"hydra.sweeper.storage=sqlite:///{disk}/study.db", "hydra.sweeper.n_trials=1"], tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {disk}/study.db: cannot use the study's database file "
+                                                     "(database or disk is full); its disk is full: free some space; "
+                                                     "the trials recorded so far are kept\n")  # fmt: skip

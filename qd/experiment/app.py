@@ -6,6 +6,7 @@ Every job (a single run or a sweep trial) that starts training leaves in its Hyd
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -26,7 +27,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, config_terms, exit_on_user_error
+from qd.core.errors import QDError, config_terms, disk_errors, exit_on_user_error
 from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
 
@@ -41,6 +42,7 @@ OmegaConf.register_new_resolver(
 )
 
 
+KEPT = "the trials that finished are kept in the study; run the same command again to resume"
 INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
@@ -81,10 +83,12 @@ def run_one(cfg: DictConfig, context: HydraContext) -> None:
     check_data_option(job)
     check_options(job)
     prepare_data(job)
-    ret = run_job(hydra_context=context, task_function=task, config=cfg, job_dir_key="hydra.run.dir",
-                  job_subdir_key=None)  # fmt: skip
-    if ret.status == JobStatus.FAILED:
-        raise ret._return_value  # the task's error, without Hydra's "Error executing job" line
+    out = cfg.hydra.run.dir
+    with disk_errors(out, f"{out} keeps what the run had written"):
+        ret = run_job(hydra_context=context, task_function=task, config=cfg, job_dir_key="hydra.run.dir",
+                      job_subdir_key=None)  # fmt: skip
+        if ret.status == JobStatus.FAILED:
+            raise ret._return_value  # the task's error, without Hydra's "Error executing job" line
 
 
 def run_sweep(cfg: DictConfig, context: HydraContext) -> None:
@@ -110,7 +114,13 @@ def run_sweep(cfg: DictConfig, context: HydraContext) -> None:
         sweeper = Plugins.instance().instantiate_sweeper(config=cfg, hydra_context=context, task_function=task)
         for _ in warming:  # a worker's QDError is raised here, before anything is written
             pass
-        sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
+        database = contextlib.nullcontext()
+        if qd_sweep:
+            from qd.experiment.storage import database_errors
+
+            database = database_errors(str(cfg.hydra.sweeper.storage))
+        with disk_errors(cfg.hydra.sweep.dir, KEPT), database:
+            sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
     finally:
         if parallel:
             workers.stop(warming)

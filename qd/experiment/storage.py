@@ -141,6 +141,18 @@ def storage_error(url: str, error: Exception) -> QDError:
 
 
 @contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a database's failure in the block (a full disk, a lost server, a locked file) into storage_error's line."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, StorageInternalError) as e:
+        raise storage_error(url, e) from None
+
+
+@contextlib.contextmanager
 def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
     """Hold the lock of study `study_name`: its sweep processes take turns at counting, reaping, requeueing and
     asking for trials, so that none proposes what another just did or runs a trial past the study's total.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from qd.core.errors import Pruned, QDError, config_terms, one_line
+from qd.core.errors import Pruned, QDError, config_terms, disk_error, one_line
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.processes import this_process, watch_parent
@@ -106,4 +106,4 @@ def ended_how(error: BaseException) -> tuple[str, str]:
         return "pruned", str(error)
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED, "interrupted (Ctrl-C)"
-    return "failed", config_terms(one_line(error))
+    return "failed", config_terms(one_line(disk_error(error, ".", "its folder keeps what it wrote") or error))
