@@ -36,14 +36,12 @@ def shown(url: str) -> str:
 
 def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
     """The study database a sweep records to: a SQLite file and its folder are created on first use; a file or
-    database that holds other tables than Optuna's is refused, never written into."""
-    from optuna.storages._rdb.models import BaseModel
-
+    database that holds another program's tables and no study is refused, never written into."""
     path = sqlite_path(url)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tables = _tables(url) if not path or path.exists() else set()
-    if tables - set(BaseModel.metadata.tables) - {"alembic_version"} and not REQUIRED_TABLES <= tables:
+    ours, theirs = _tables(url) if not path or path.exists() else (set(), set())
+    if theirs and not REQUIRED_TABLES <= ours:
         raise not_a_study_database(url)
     return with_retries(url, lambda: optuna.storages.RDBStorage(url))
 
@@ -55,7 +53,7 @@ def open_readonly(url: str) -> optuna.storages.RDBStorage:
     path = sqlite_path(url)
     if path and not path.is_file():
         raise QDError(f"{url}: no such database file ({path}); expected the storage of a sweep's study")
-    if not REQUIRED_TABLES <= _tables(url):
+    if not REQUIRED_TABLES <= _tables(url)[0]:
         raise not_a_study_database(url)
     engine_url, engine_kwargs = _readonly(url)
     return with_retries(url, lambda: optuna.storages.RDBStorage(engine_url, engine_kwargs=engine_kwargs))
@@ -74,19 +72,26 @@ def _readonly(url: str) -> tuple[str, dict]:
     return url, {}
 
 
-def _tables(url: str) -> set[str]:
-    """The tables of the database `url` names, read without writing anything."""
+def _tables(url: str) -> tuple[set[str], set[str]]:
+    """The tables of the database `url` names, read without writing anything: Optuna's (their names and columns), and
+    any other program's."""
+    from optuna.storages._rdb.models import BaseModel
     from sqlalchemy import create_engine, inspect
 
-    def read() -> set[str]:
+    def read() -> dict[str, set[str]]:
         engine_url, engine_kwargs = _readonly(url)
         engine = create_engine(engine_url, **engine_kwargs)
         try:
-            return set(inspect(engine).get_table_names())
+            found = inspect(engine)
+            return {name: {c["name"] for c in found.get_columns(name)} for name in found.get_table_names()}
         finally:
             engine.dispose()
 
-    return with_retries(url, read)
+    schema = {name: {c.name for c in table.columns} for name, table in BaseModel.metadata.tables.items()}
+    schema["alembic_version"] = {"version_num"}
+    found = with_retries(url, read)
+    ours = {name for name, columns in found.items() if schema.get(name) == columns}
+    return ours, set(found) - ours
 
 
 def not_a_study_database(url: str) -> QDError:

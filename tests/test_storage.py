@@ -1,0 +1,70 @@
+"""Study databases: the commands that only read open them read-only and refuse what is not a study; a sweep never
+writes into another program's database; each failure is one line with hints that fit a file or a server."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+NOT_A_STUDY = "not an Optuna study database (it holds other tables); expected the storage of a sweep's study"
+
+
+def foreign_database(path: Path) -> Path:
+    """Another program's SQLite file, with a `trials` table of its own."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE trials (id INTEGER PRIMARY KEY, runner TEXT)")
+        db.execute("INSERT INTO trials (runner) VALUES ('someone else')")
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("command", [["results"], ["promote", "--out", "submission"]])
+def test_results_and_promote_leave_a_foreign_or_empty_database_byte_for_byte_as_it_was(tmp_path, command):
+    other, empty = foreign_database(tmp_path / "other.db"), tmp_path / "empty.db"
+    empty.touch()
+    for db in (other, empty):
+        before = sha(db)
+        result = run_cli(["-m", "qd", *command, f"sqlite:///{db}"], tmp_path)
+        assert (result.returncode, result.stderr) == (2, f"error: {db}: {NOT_A_STUDY}\n")
+        assert sha(db) == before, f"{db.name} changed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "other.db"], "nothing created"
+
+
+def test_a_sweep_refuses_to_record_into_another_programs_database(course_dir, tmp_path):
+    other = foreign_database(tmp_path / "other.db")
+    before = sha(other)
+    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+                      f"hydra.sweeper.storage=sqlite:///{other}"], tmp_path)  # fmt: skip
+    assert (result.returncode, result.stderr) == (2, f"error: {other}: {NOT_A_STUDY}\n")
+    assert sha(other) == before
+
+
+def test_a_damaged_database_file_gets_a_files_hint_and_a_server_a_servers(tmp_path):
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"this is not SQLite" * 100)
+    result = run_cli(["-m", "qd", "results", f"sqlite:///{damaged}"], tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {damaged}: cannot use the study's database file (file "
+                                                     "is not a database); it is not an SQLite database: give the sweep "
+                                                     "another storage file\n")  # fmt: skip
+    server = run_cli(["-m", "qd", "results", "postgresql://qd:secret@127.0.0.1:1/qd"], tmp_path)
+    assert server.returncode == 2
+    assert server.stderr.startswith("error: postgresql://qd:***@127.0.0.1:1/qd: cannot open the study's database (")
+    assert server.stderr.endswith("); check that the server runs, that host, port and database are right and that it "
+                                  "accepts connections from here\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("n_trials", ["0", "-1"])
+def test_a_sweep_of_fewer_than_one_trial_is_refused_before_anything_is_created(course_dir, tmp_path, n_trials):
+    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+                      f"hydra.sweeper.n_trials={n_trials}"], tmp_path)  # fmt: skip
+    assert (result.returncode, result.stderr) == (2, f"error: hydra.sweeper.n_trials={n_trials}: expected the "
+                                                     "study's number of trials, 1 or more\n")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
