@@ -42,15 +42,32 @@ REFUSALS = [
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
     (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=hyperband"],  # checked once the data is in place
      "error: pruning.name: got 'hyperband'; expected none, median or halving"),
-    (["+sweep=densenet_lr", "scheduler.name=step"],
+    (["+sweep=densenet_lr", "data.dir={data}", "scheduler.name=step"],
      "error: scheduler.name: got 'step'; expected none, cosine or onecycle"),
-    (["+sweep=densenet_lr", "+optimizer.eps=-1"],
+    (["+sweep=densenet_lr", "data.dir={data}", "+optimizer.eps=-1"],
      "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
      "Invalid epsilon value: -1"),
     (["+sweep=densenet_lr", "+launcher=parallel", "data.dir={data}", "+optimizer.eps=-1"],  # checked in the workers
      "error: optimizer torch.optim.Adam: bad options {'fused': True, 'lr': 0.001, 'weight_decay': 0.0, 'eps': -1}: "
      "Invalid epsilon value: -1"),
     (["data.prepare=magic"], "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
+    (["optimizer.lr=abc"], "error: optimizer.lr=abc: expected a number, such as 0.001"),
+    (["train.steps=2.5"], "error: train.steps=2.5: expected a whole number, such as 2000"),
+    (["+sweep=densenet_lr", "hydra.sweeper.n_trials=two"],
+     "error: hydra.sweeper.n_trials=two: Value 'two' of type 'str' could not be converted to Integer"),
+    (["train.stpes=50"], "error: train.stpes=50: no such setting; did you mean train.steps?"),
+    (["+sweep=densenet_lr", "hydra.sweeper.n_trails=3"],
+     "error: hydra.sweeper.n_trails=3: no such setting; did you mean hydra.sweeper.n_trials?"),
+    (["model=bestmodel"], "error: model=bestmodel: main_densenet.py trains the densenet model; for bestmodel run "
+                          "main_bestmodel.py"),
+    (["+sweep=densenet_lr", "+launcher=submitit_local"],
+     "error: hydra.sweeper.storage: +launcher=submitit_local records the study in the database QD_STORAGE names, "
+     "and QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"),
+    (["+sweep=densenet_lr", "hydra.sweeper.n_trials=20"],
+     "error: datasets: the course's data files are not here (fruit_images.npy, fruit_labels.npy, "
+     "fruit_dev_images.npy, fruit_dev_labels.npy); to use the 2,400 real drawings qd carries instead, run: python "
+     "main_densenet.py +sweep=densenet_lr hydra.sweeper.n_trials=20 -m data=real_sample (with the course's flags: "
+     "--dataDir data/real_sample)"),
     (["paths.log_dir=logs"],
      "error: paths.log_dir=logs: paths.* are the course command line's --logDir and --modelSaveDir; a Hydra run "
      "writes its log, checkpoint and record into its own folder: choose it with hydra.run.dir=DIR (a sweep: "

@@ -12,7 +12,7 @@ from qd.datasets.folders import COURSE_SIZES
 from qd.datasets.real import write_real_sample
 from qd.datasets.synth import write_synthetic
 
-SYNTHETIC_DIR = Path("data/synthetic")
+SYNTHETIC_DIR, REAL_SAMPLE_DIR, COURSE_DIR = Path("data/synthetic"), Path("data/real_sample"), Path("datasets")
 BUILDERS = {"synthetic": write_synthetic, "real_sample": write_real_sample}
 
 
@@ -25,6 +25,15 @@ def ensure_data(data_cfg: dict) -> None:
         return
     print(f"preparing the {prepare} data set in {data_dir} (first use)", file=sys.stderr)
     BUILDERS[prepare](data_dir)
+
+
+def check_course_data(data_dir: Path, splits: tuple[str, ...], instead: str) -> None:
+    """The course's own folder, datasets/, without the course's files: one line naming `instead`, the user's command
+    on the real drawings qd carries. (Other folders are checked where they are read.)"""
+    missing = [name for split in splits for name in FILES[split] if name and not (data_dir / name).exists()]
+    if data_dir == COURSE_DIR and missing:
+        raise QDError(f"{data_dir}: the course's data files are not here ({', '.join(missing)}); to use the 2,400 real "
+                      f"drawings qd carries instead, run: {instead}")  # fmt: skip
 
 
 def _synth(args: argparse.Namespace) -> None:

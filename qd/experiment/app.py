@@ -7,8 +7,11 @@ Every job (a single run or a sweep trial) that starts training leaves in its Hyd
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
+import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,8 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from qd.core.errors import QDError, config_terms, disk_errors, exit_on_user_error
+from qd.core.job import QUICK_TRIALS, quick, quick_train
 from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
+from qd.experiment.identity import flatten
 
 # torch (qd.core.job) and optuna (qd.experiment.study, .trial) are imported where they are needed: a sweep's
 # main process with a parallel launcher never trains, and a single run never opens a study.
@@ -68,19 +73,63 @@ def run_hydra(model: str, argv: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), job_name=f"main_{model}", version_base="1.3"):
         app = GlobalHydra.instance().hydra
         cfg = compose_checked(app, model, overrides, multirun)
+        job = job_config(cfg)
+        check_config(model, cfg, job, argv)
         context = HydraContext(config_loader=app.config_loader, callbacks=Callbacks(cfg))
         if cfg.hydra.mode == RunMode.RUN:
-            run_one(cfg, context)
+            run_one(cfg, job, context)
         else:
-            run_sweep(cfg, context)
+            run_sweep(cfg, job, context)
 
 
-def run_one(cfg: DictConfig, context: HydraContext) -> None:
-    """A single run: checked, its data prepared, then Hydra's job runner (its folder, .hydra/, logging) and task."""
+def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> None:
+    """Refuse what the config alone shows cannot run, before any heavy import (QDError): a model of another command,
+    a value of the wrong type, a sweep's settings, missing course data (naming `argv` on the real drawings instead)."""
+    if job["model"]["name"] != model:
+        raise QDError(f"model={job['model']['name']}: main_{model}.py trains the {model} model; for "
+                      f"{job['model']['name']} run main_{job['model']['name']}.py")  # fmt: skip
+    check_types(model, job, [a for a in argv if a not in MULTIRUN_FLAGS])
+    check_data_option(job)
+    if cfg.hydra.mode == RunMode.MULTIRUN and is_qd_sweep(cfg.hydra):
+        check_sweeper(cfg.hydra)
+    if job["data"].get("prepare", "none") == "none":
+        from qd.datasets.prepare import check_course_data
+
+        instead = shlex.join(["python", f"main_{model}.py", *argv, "data=real_sample"])
+        check_course_data(Path(job["data"]["dir"]), ("train", "dev"),
+                          f"{instead} (with the course's flags: --dataDir data/real_sample)")  # fmt: skip
+
+
+def check_types(model: str, job: dict, overrides: list[str]) -> None:
+    """Each setting the overrides give holds a value of its default's type: a number where the default is one, a
+    whole number where it is whole, true or false where it is either."""
+    from qd.core.defaults import DEFAULTS
+
+    defaults, given = flatten(DEFAULTS[model]), flatten(job)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_sweep_override() or key not in defaults or key not in given or defaults[key] is None:
+            continue
+        default, value = defaults[key], given[key]
+        if isinstance(default, bool):
+            expected = None if isinstance(value, bool) else "true or false"
+        elif isinstance(default, int):
+            expected = None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+        elif isinstance(default, float):
+            expected = None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+        else:
+            expected = None
+        if expected:
+            raise QDError(f"{override.input_line}: expected {expected}, such as {default}")
+
+
+def run_one(cfg: DictConfig, job: dict, context: HydraContext) -> None:
+    """A single run: its device and options checked, its data prepared, then Hydra's job runner (its folder,
+    .hydra/, logging) and the task."""
+    from qd.core.runtime import resolve_device
     from qd.core.train import check_options
 
-    job = job_config(cfg)
-    check_data_option(job)
+    resolve_device(job["train"]["device"])
     check_options(job)
     prepare_data(job)
     out = cfg.hydra.run.dir
@@ -91,19 +140,18 @@ def run_one(cfg: DictConfig, context: HydraContext) -> None:
             raise ret._return_value  # the task's error, without Hydra's "Error executing job" line
 
 
-def run_sweep(cfg: DictConfig, context: HydraContext) -> None:
-    """A sweep: the settings, the data and the study's storage checked; a parallel launcher's workers warmed while
-    the sweeper imports Optuna; then the sweeper's loop. The workers stop when the sweep ends, however it ends."""
-    job = job_config(cfg)
-    check_data_option(job)
+def run_sweep(cfg: DictConfig, job: dict, context: HydraContext) -> None:
+    """A sweep: its device and options checked (by the parallel launcher's workers, warmed while the sweeper imports
+    Optuna), its data prepared; then the sweeper's loop. The workers stop when the sweep ends, however it ends."""
     qd_sweep = is_qd_sweep(cfg.hydra)
     parallel = workers.is_parallel(cfg.hydra)
     if not parallel:
+        from qd.core.runtime import resolve_device
         from qd.core.train import check_options
 
+        resolve_device(job["train"]["device"])
         check_options(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
     if qd_sweep:
-        check_sweeper(cfg.hydra.sweeper)
         prepare_data(job)
     warming = workers.warm(cfg.hydra.launcher, job) if parallel else ()
     try:
@@ -126,12 +174,27 @@ def run_sweep(cfg: DictConfig, context: HydraContext) -> None:
             workers.stop(warming)
 
 
-def check_sweeper(sweeper: DictConfig) -> None:
-    """Refuse sweeper settings no sweep can run with (QDError)."""
-    storage_of(sweeper)
-    n_trials = sweeper.n_trials
+def check_sweeper(hydra_cfg: DictConfig) -> None:
+    """Refuse sweeper settings no sweep can run with (QDError): its number of trials, and a storage URL that does not
+    parse or that a launcher takes from QD_STORAGE where that is not set."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    n_trials = hydra_cfg.sweeper.n_trials
     if not (isinstance(n_trials, int) and n_trials >= 1):
         raise QDError(f"hydra.sweeper.n_trials={n_trials}: expected the study's number of trials, 1 or more")
+    try:
+        url = hydra_cfg.sweeper.storage
+    except InterpolationResolutionError:
+        launcher = hydra_cfg.runtime.choices.get("launcher", "slurm")
+        raise QDError(
+            f"hydra.sweeper.storage: +launcher={launcher} records the study in the database QD_STORAGE names, and "
+            "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
+        ) from None
+    try:
+        make_url(str(url))
+    except ArgumentError as e:
+        raise QDError(f"hydra.sweeper.storage={url}: not a database URL ({e})") from None
 
 
 def job_config(cfg: DictConfig) -> dict:
@@ -157,11 +220,11 @@ def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool
         cfg = app.compose_config(config_name=model, overrides=overrides, run_mode=RunMode.MULTIRUN,
                                  with_log_configuration=True, validate_sweep_overrides=False)  # fmt: skip
     except HydraException as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
-        options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
-        detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
-        raise QDError(f"bad override: {lines[0]}; {detail}") from None
+        raise QDError(composition_error(app, model, overrides, e)) from None
+    if quick():  # the study's identity, and its number of trials, at the scale its trials train at
+        quick_train(cfg.train)
+        if "n_trials" in cfg.hydra.sweeper:
+            cfg.hydra.sweeper.n_trials = min(cfg.hydra.sweeper.n_trials, QUICK_TRIALS)
     mode = RunMode.MULTIRUN if multirun or cfg.hydra.mode == RunMode.MULTIRUN else RunMode.RUN
     sweeping = [o.input_line for o in parsed if o.is_sweep_override()]
     if mode == RunMode.RUN and sweeping:
@@ -170,15 +233,27 @@ def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool
     return cfg
 
 
-def storage_of(sweeper: DictConfig) -> str | None:
-    """The sweep's study storage URL; +launcher=slurm takes it from QD_STORAGE, which must be set."""
-    try:
-        return sweeper.storage
-    except InterpolationResolutionError:
-        raise QDError(
-            "hydra.sweeper.storage: +launcher=slurm records the study in the database QD_STORAGE names, and "
-            "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
-        ) from None
+def composition_error(app: Hydra, model: str, overrides: list[str], error: HydraException) -> str:
+    """Hydra's refusal to compose, in one line that names the override: a key that does not exist with the closest
+    one that does, a value of the wrong type with OmegaConf's reason, a config group's option with the options."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if unknown := re.match(r"Could not override '(.+)'\.", lines[0]):
+        key = unknown[1]
+        override = next(o for o in overrides if o.lstrip("+~").partition("=")[0] == key)
+        others = [o for o in overrides if o != override]
+        try:
+            known = flatten(OmegaConf.to_container(app.compose_config(model, others, run_mode=RunMode.MULTIRUN,
+                                                                      validate_sweep_overrides=False)))  # fmt: skip
+        except HydraException:
+            known = {}
+        close = difflib.get_close_matches(key, known, n=1)
+        return f"{override}: no such setting; " + (f"did you mean {close[0]}?" if close else f"+{override} adds it")
+    if (merging := re.match(r"Error merging override (.+)", lines[0])) and error.__cause__:
+        return f"{merging[1]}: {str(error.__cause__).splitlines()[0]}"
+    lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
+    options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
+    detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
+    return f"bad override: {lines[0]}; {detail}"
 
 
 def refuse_paths(argv: list[str]) -> None:

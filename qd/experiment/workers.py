@@ -48,8 +48,10 @@ def warm_worker(job: dict, sweeper: int) -> None:
     import qd.core.job  # noqa: F401
     import qd.experiment.trial  # noqa: F401  (Optuna)
     from qd.core.data import load_split
+    from qd.core.runtime import resolve_device
     from qd.core.train import check_options
 
+    resolve_device(job["train"]["device"])
     check_options(job, model=False)  # a sweep may search the architecture: each trial checks its own
     for split in ("train", "dev"):
         load_split(job["data"]["dir"], split)
