@@ -16,10 +16,25 @@ from pathlib import Path
 from qd.core.errors import Pruned, one_line
 from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 
+# QD_QUICK=1: every training takes at most QUICK_STEPS steps, evaluated every QUICK_EVAL_EVERY, and every sweep at
+# most QUICK_TRIALS trials: a command at a toy's scale, tried in seconds (README.md's commands are tested so).
+QUICK_STEPS, QUICK_EVAL_EVERY, QUICK_TRIALS = 20, 10, 2
 RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
 # The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. (The
 # data folder, which lies outside, stays absolute.)
 PATH_FIELDS = ("job_dir", "checkpoint", "log")
+
+
+def quick() -> bool:
+    """Whether QD_QUICK=1 asks for every command at a toy's scale."""
+    return os.environ.get("QD_QUICK") == "1"
+
+
+def quick_train(train: dict) -> None:
+    """Under QD_QUICK=1, cap the `train` section's steps and evaluation interval, in place."""
+    if quick():
+        train["steps"] = min(train["steps"], QUICK_STEPS)
+        train["eval_every"] = min(train["eval_every"], QUICK_EVAL_EVERY)
 
 
 def run_job(
@@ -34,6 +49,7 @@ def run_job(
     """Train the job `cfg` describes into `log` and `checkpoint`; write its record, `info` included, to `record`."""
     from qd.core.train import train  # here, as peak_rss_mb: readers of records (qd results) need not import torch
 
+    quick_train(cfg["train"])
     log, checkpoint, record = (Path(os.path.abspath(p)) for p in (log, checkpoint, record))
     data_dir = os.path.abspath(cfg["data"]["dir"])
     fields = {"format": RECORD_FORMAT, "model": cfg["model"]["name"], "data_dir": data_dir, **info, "config": cfg}
