@@ -25,7 +25,7 @@ def run_sh_commands(steps: int) -> list[list[str]]:
     commands = []
     for line in (ROOT / "run.sh").read_text().splitlines():
         if line.startswith("python "):
-            args = shlex.split(line)[1:]
+            args = [a.replace("$DATA", "datasets") for a in shlex.split(line)[1:]]
             args[0] = str(ROOT / args[0])
             commands.append([steps if a == "2000" else a for a in args])
     return [[str(a) for a in c] for c in commands]
