@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import logging
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import OmegaConf, open_dict
 
-log = logging.getLogger(__name__)
-WAIT_S = 0.5  # how long the loop waits for a trial's end before it looks at the study again
+if TYPE_CHECKING:
+    from qd.experiment.study import Share
+
+WAIT_S = 0.5  # the loop waits for a trial's end in slices this long
 
 
 class QDSweeper(OptunaSweeper):
@@ -64,7 +65,7 @@ class QDSweeper(OptunaSweeper):
         if share.stopped:
             raise SweepFailed(share.stopped)
 
-    def _run(self, share: Any, n_jobs: int, max_failure_rate: float) -> None:
+    def _run(self, share: Share, n_jobs: int, max_failure_rate: float) -> None:
         """Keep `n_jobs` trials in flight until the study holds its trials; tell each as it ends."""
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
