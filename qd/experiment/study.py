@@ -90,6 +90,11 @@ def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.user_attrs.get(OUTCOME) == INTERRUPTED
 
 
+def taken(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count toward n_trials: finished or running, not interrupted (queued ones count once asked)."""
+    return [t for t in trials if t.state != TrialState.WAITING and not interrupted(t)]
+
+
 class Share:
     """One sweep process's share of a study: the trials it asks for, how they ended, and its lines."""
 
@@ -116,17 +121,17 @@ class Share:
                     yield f"waiting for trial {t.number}: {OUTLIVED}"
             time.sleep(1)
         trials = self.fresh()
-        taken = [t for t in trials if t.state != TrialState.WAITING and not interrupted(t)]
-        name, remaining = self.study.study_name, self.n_trials - len(taken)
+        counted = taken(trials)
+        name, remaining = self.study.study_name, self.n_trials - len(counted)
         if not trials:
             yield f"new study {name}: {n_trials_text(self.n_trials)} to run"
             return
         if remaining <= 0:
-            yield f"study {name} already holds {n_trials_text(len(taken))} of {self.n_trials}; nothing to run"
+            yield f"study {name} already holds {n_trials_text(len(counted))} of {self.n_trials}; nothing to run"
             raise SystemExit(0)
-        done = sum(t.state.is_finished() for t in taken)
+        done = sum(t.state.is_finished() for t in counted)
         queued = sum(t.state == TrialState.WAITING for t in trials)
-        running = f", {len(taken) - done} running elsewhere" if len(taken) > done else ""
+        running = f", {len(counted) - done} running elsewhere" if len(counted) > done else ""
         again = f", {queued} interrupted to run again" if queued else ""
         yield f"resuming study {name}: {done} finished trials kept{running}{again}, {remaining} to run"
 
@@ -179,8 +184,7 @@ class Share:
         than `n_trials` usable ones; the trial and its job's overrides, or None."""
         with study_lock(self.storage, self.study.study_name):
             self._tidy()
-            taken = [t for t in self.fresh() if t.state != TrialState.WAITING and not interrupted(t)]
-            if len(taken) >= self.n_trials:
+            if len(taken(self.fresh())) >= self.n_trials:
                 return None
             trial = self.study.ask()
             self.running.add(trial.number)
