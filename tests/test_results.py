@@ -54,3 +54,40 @@ def test_every_unreadable_record_is_named_and_the_best_is_not_claimed_over_it(tm
         f"      run 1 may be better: it completed, but its record {best} is unreadable",
         f"      run 202601011200_convnet may be better: it completed, but its record {run} is unreadable",
     ]
+
+
+def metrics(folder, **fields):
+    """A job's metrics.json as a sweep trial or a single Hydra run leaves it, with its checkpoint."""
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"format": "qd-job", "model": "densenet", "job_dir": ".",
+                                                     "checkpoint": "densenet.pt", **fields}))  # fmt: skip
+    (folder / "densenet.pt").write_bytes(b"PK")
+
+
+def test_each_data_set_has_its_own_table_and_best_with_only_the_columns_its_jobs_fill(tmp_path, monkeypatch, capsys):
+    """A sweep on real drawings (a trial failed) and a single Hydra run on synthetic ones that scores higher: two
+    tables, each with its best; the run's table has no study or trial column, the sweep's no run column."""
+    monkeypatch.chdir(tmp_path)
+    real, synthetic = tmp_path / "data/real", tmp_path / "data/synthetic"
+    sweep, runs = tmp_path / "outputs/sweeps/densenet_lr", tmp_path / "outputs/runs/densenet"
+    metrics(sweep / "0", data_dir=str(real), study="lr", trial=0, state="complete", best_dev_acc=0.83, best_step=20,
+            params={"optimizer.lr": 0.0012345})  # fmt: skip
+    metrics(sweep / "1", data_dir=str(real), study="lr", trial=1, state="failed", params={"optimizer.lr": 0.5},
+            reason="training diverged at step 2")  # fmt: skip
+    metrics(runs / "2026-01-01_12-00-00_1", data_dir=str(synthetic), state="complete", best_dev_acc=0.88,
+            best_step=30, overrides=["data=synthetic", "train.steps=30"])  # fmt: skip
+    main(["outputs"])
+    assert capsys.readouterr().out.splitlines() == [
+        "trained on data/real: 2 jobs",
+        "model     study  trial  state     best_dev_acc  best_step  params                 reason",
+        "densenet  lr     0      COMPLETE  0.8300        20         optimizer.lr=0.001234  -",
+        "densenet  lr     1      FAILED    -             -          optimizer.lr=0.5       training diverged at step 2",
+        "best: densenet study lr trial 0, dev accuracy 0.8300",
+        f"      {sweep / '0'}",
+        "",
+        "trained on data/synthetic: 1 job",
+        "model     run                    state     best_dev_acc  best_step  params",
+        "densenet  2026-01-01_12-00-00_1  COMPLETE  0.8800        30         data=synthetic train.steps=30",
+        "best: densenet run 2026-01-01_12-00-00_1, dev accuracy 0.8800",
+        f"      {runs / '2026-01-01_12-00-00_1'}",
+    ]

@@ -1,4 +1,5 @@
-"""Which trial won, and where its files are: every sweep trial and course run of folders or studies as one table.
+"""Which trial won, and where its files are: every sweep trial and course run of folders or studies, one table per
+data set (its folder), each with its best.
 
 python -m qd results outputs/sweeps/densenet_lr            # folders holding jobs' metrics.json files
 python -m qd results model_files                           # the course runs' records (run.sh's trainings)
@@ -21,7 +22,8 @@ from qd.core.errors import QDError, exit_on_user_error
 from qd.core.job import PATH_FIELDS, RECORD_FORMAT
 
 COLUMNS = ["model", "study", "trial", "run", "state", "best_dev_acc", "best_step", "final_dev_acc", "wall_time_s",
-           "param_count", "checkpoint_bytes", "params", "job_dir", "reason"]  # fmt: skip
+           "param_count", "checkpoint_bytes", "params", "job_dir", "data_dir", "reason"]  # fmt: skip
+SHOWN = {"best_dev_acc": "{:.4f}", "final_dev_acc": "{:.4f}", "wall_time_s": "{:.1f}"}  # a column's format in print
 COURSE_RECORD = re.compile(r"\d{12}_([a-z]+)(_\d+)?\.json")  # model_files/<YYYYmmddHHMM>_<model>[_n].json
 UNREADABLE = "unreadable"  # the state of a record that cannot be read: what it says is unknown
 
@@ -162,21 +164,64 @@ def rank(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda r: (-(r.get("best_dev_acc") or -1.0), str(r.get("study")), str(r.get("job_dir"))))
 
 
+def show(path: str | Path) -> str:
+    """A path relative to the current folder when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def by_data(records: list[dict]) -> dict[str | None, list[dict]]:
+    """The records by the data folder they trained on (shown as `show` writes it), in folder order; those that do
+    not record it (unreadable records among them) last, under None."""
+    groups: dict[str | None, list[dict]] = {}
+    for record in records:
+        groups.setdefault(show(record["data_dir"]) if record.get("data_dir") else None, []).append(record)
+    return dict(sorted(groups.items(), key=lambda g: (g[0] is None, g[0] or "")))
+
+
+def rows(records: list[dict]) -> list[dict]:
+    """The COLUMNS of each record in `rank` order: a run without a study named by its job folder, a run's
+    overrides as its params."""
+    return [{**{c: r.get(c) for c in COLUMNS}, "state": str(r.get("state")).upper(),
+             "run": r.get("run") or (None if r.get("study") else Path(r["job_dir"]).name),
+             "params": r.get("params") or r.get("overrides")} for r in rank(records)]  # fmt: skip
+
+
 def table(records: list[dict]):
-    """A pandas DataFrame of the trials in `rank` order."""
+    """A pandas DataFrame of `rows`."""
     import pandas as pd
 
-    df = pd.DataFrame([{"reason": "", **r} for r in rank(records)], columns=COLUMNS)
-    df["state"] = df["state"].str.upper()
-    return df
+    return pd.DataFrame(rows(records), columns=COLUMNS, dtype=object)
+
+
+def printable(records: list[dict]) -> str:
+    """`rows` as aligned text: only the columns that hold a value, a dash where a row has none."""
+    shown = [{c: v for c, v in row.items() if c not in ("job_dir", "data_dir")} for row in rows(records)]
+    columns = [c for c in shown[0] if any(row[c] not in (None, "") for row in shown)]
+    lines = [columns] + [[cell(c, row[c]) for c in columns] for row in shown]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return "\n".join("  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def cell(column: str, value: object) -> str:
+    if value in (None, ""):
+        return "-"
+    if isinstance(value, dict):  # a trial's searched params
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):  # a run's overrides
+        return " ".join(map(str, value))
+    return SHOWN.get(column, "{}").format(value)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m qd results", description="List sweep trials and course runs by dev accuracy."
+        prog="python -m qd results",
+        description="List sweep trials and course runs by dev accuracy, one table per data set with its best.",
     )
     parser.add_argument("sources", nargs="+", help="folders holding jobs' records, or Optuna storage URLs")
-    parser.add_argument("--csv", type=Path, help="also write the table to this CSV file")
+    parser.add_argument("--csv", type=Path, help="also write every trial to this CSV file (with its data_dir)")
     parser.add_argument("--study", help="only this study's trials, and the fixed configuration it records")
     args = parser.parse_args(argv)
     with exit_on_user_error():
@@ -186,25 +231,29 @@ def main(argv: list[str] | None = None) -> None:
             records = [r for r in records if r.get("study") == args.study]
         if not records:
             raise QDError(f"{', '.join(args.sources)}: no trials found (no job records, no study)")
-        df = table(records)
-    import pandas as pd
-
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200, "display.max_rows", 500):
-        print(df.drop(columns=["job_dir"]).to_string(index=False))
-    complete = [r for r in records if r.get("state") == "complete"]
-    best = rank(complete)[0] if complete else None
-    if best:
-        print(f"\nbest: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
-        print(f"      {best['job_dir']}")
-    else:
-        print(f"\nno complete trial: {len(records)} failed, pruned or running")
-    for record in may_beat(records, best):
-        print(f"      {label(record)} may be better: {rival(record)}")
+    for n, (data, group) in enumerate(by_data(records).items()):
+        if n:
+            print()
+        heading = f"trained on {data}" if data else "data folder not recorded"
+        print(f"{heading}: {len(group)} job{'s' * (len(group) != 1)}\n{printable(group)}")
+        print_best(group)
     if args.study:
         print(f"\nstudy {args.study}: the fixed configuration its trials share")
         for name, value in sorted(fixed.items()):
             print(f"  {name}: {value}")
     if args.csv:
-        df.to_csv(args.csv, index=False)
+        table(records).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
 
+
+def print_best(records: list[dict]) -> None:
+    """The best complete job of `records`, and each unreadable one that may beat it."""
+    complete = [r for r in records if r.get("state") == "complete"]
+    best = rank(complete)[0] if complete else None
+    if best:
+        print(f"best: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
+        print(f"      {best['job_dir']}")
+    else:
+        print(f"no complete trial: {len(records)} failed, pruned or running")
+    for record in may_beat(records, best):
+        print(f"      {label(record)} may be better: {rival(record)}")
