@@ -166,11 +166,13 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     partial = promote_cli(outputs)
     assert partial.returncode == 0, partial.stderr
     lines = partial.stdout.splitlines()
-    skipped = [line for line in lines if line.startswith("skipped densenet")]
-    assert len(skipped) == 5 and all(line.endswith(
-        ": settings other than the learning rate differ from the course defaults (train.steps: 2000 -> 20); course "
-        "question 1.5.7 asks for those (--any-settings lifts the rule)") for line in skipped), skipped  # fmt: skip
-    assert "densenet: no candidate; not in the submission" in lines
+    assert lines[:3] == [
+        "densenet: 5 candidates, 0 eligible, 5 skipped: 5 differ from the course defaults in more than the learning "
+        "rate (train.steps: 2000 -> 20), which course question 1.5.7 asks for (--any-settings lifts the rule)",
+        "convnet: 2 candidates, 2 eligible, 0 skipped",
+        "bestmodel: 2 candidates, 2 eligible, 0 skipped",
+    ], lines
+    assert "densenet: no eligible candidate; not in the submission" in lines
     files = {p.name for p in (tmp_path / "submission").iterdir()}
     assert files == {"convnet.pt", "convnet_predictions.csv", "bestmodel.pt", "best_model_predictions.csv",
                      "README.md", "winners.json"}, "no densenet, and no code zip without it"  # fmt: skip
@@ -180,7 +182,7 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     assert required.returncode == 2
     assert required.stderr.splitlines()[-1] == (
         f"error: no complete, verifiable candidate on {swept_data} for densenet; sweep or train those models first "
-        "(a line above says why each candidate was skipped)")  # fmt: skip
+        "(the lines above say why their candidates were skipped)")  # fmt: skip
     assert digest(tmp_path / "submission") == before
 
     course = [str(ROOT / "main_densenet.py"), "--mode", "train", "--dataDir", str(swept_data), "--LR", "0.001",
@@ -241,3 +243,42 @@ def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_mode
     assert skipping.returncode == 0, skipping.stderr
     winners = json.loads((tmp_path / "submission/winners.json").read_text())
     assert winners["densenet"]["trial"] == second.number
+
+
+def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_keeps_its_name(swept, swept_data,
+                                                                                                tmp_path):
+    """From the folder above swept_data, without --data-dir (datasets/): nothing promoted, each model's line and the
+    error name the data its candidates were on. With that --data-dir and --name jsmith12, a later promotion without
+    --name keeps jsmith12_code.zip; another --name replaces it."""
+    here = swept_data.parent.parent
+    data = str(swept_data.relative_to(here))
+    out = tmp_path / "submission"
+
+    def promote_cli(*args):
+        return run_cli(["-m", "qd", "promote", str(swept / "outputs"), "--any-settings", "--out", str(out), *args],
+                       here)  # fmt: skip
+
+    elsewhere = promote_cli()
+    assert elsewhere.returncode == 2 and not out.exists()
+    assert elsewhere.stdout.splitlines() == [
+        f"{model}: {n} candidates, 0 eligible, {n} skipped: {n} trained on {data}. Every complete {model} candidate "
+        f"was trained on {data}: add --data-dir {data}" for model, n in (("densenet", 5), ("convnet", 2),
+                                                                           ("bestmodel", 2))]  # fmt: skip
+    assert elsewhere.stderr == (
+        "error: no complete, verifiable candidate on datasets for densenet, convnet, bestmodel: every complete "
+        f"candidate was trained on {data}: add --data-dir {data}\n")  # fmt: skip
+
+    named = promote_cli("--data-dir", data, "--name", "jsmith12")
+    assert named.returncode == 0, named.stderr
+    assert (out / "jhid.txt").read_text() == "jsmith12\n"
+    again = promote_cli("--data-dir", data, "--models", "densenet")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.glob("*.zip")) == ["jsmith12_code.zip"]
+    assert again.stdout.splitlines()[-1] == (
+        f"jsmith12_code.zip: named after {out / 'jhid.txt'}, the JHID of the last --name (--name changes it)")
+    renamed = promote_cli("--data-dir", data, "--models", "densenet", "--name", "jdoe_3")
+    assert renamed.returncode == 0, renamed.stderr
+    assert sorted(p.name for p in out.glob("*.zip")) == ["jdoe_3_code.zip"]
+    assert (out / "jhid.txt").read_text() == "jdoe_3\n"
+    with zipfile.ZipFile(out / "jdoe_3_code.zip") as z:
+        assert "jhid.txt" not in z.namelist()
