@@ -256,3 +256,24 @@ def test_a_missing_submission_says_to_promote_first(tmp_path):
         assert result.returncode == 2
         assert result.stderr == f"error: {named}: not found; run `python -m qd promote --out {submission}` first\n"
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.slow
+def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_name(submission, swept, swept_data,
+                                                                                   tmp_path):
+    """An empty folder: one line, nothing written. The submission's jhid.txt (promote --name) names the document."""
+    shutil.copytree(submission, tmp_path / "submission")
+    (tmp_path / "submission/jhid.txt").write_text("jsmith12\n")
+    (tmp_path / "empty").mkdir()
+    refused = run_cli(["-m", "qd", "report", "empty"], tmp_path)
+    assert (refused.returncode, refused.stderr) == (2, (
+        f"error: empty: no sweep trial or course run on {swept_data}, the submission's data; expected the folders or "
+        "storages the submission was promoted from\n"))  # fmt: skip
+    assert not (tmp_path / "report").exists()
+
+    no_tools = tmp_path / "bin"
+    no_tools.mkdir()
+    named = run_cli(["-m", "qd", "report", str(swept / "outputs")], tmp_path, env={"PATH": str(no_tools)})
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.splitlines()[0] == "wrote report/report.md, report/jsmith12_hw3_programming.tex and the figures"
+    assert "YOURJHIDHERE" not in named.stdout

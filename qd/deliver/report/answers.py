@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
-from pathlib import Path
 
 from qd.core.data import CLASS_NAMES, N_CLASSES
 from qd.deliver.model_readme import effect, groups
 from qd.deliver.report.measure import NOISE, STROKE, Measurements
+from qd.experiment.results import show
 
 SECTIONS = {  # the course's numbering of the sections that hold *** questions
     "1.5": "Implementing a Simple Two-Layer NN",
@@ -33,14 +33,6 @@ class Question:
     answer: Callable[[Measurements], str]
     figures: tuple[str, ...] = ()  # shown with the answer, when the report drew them
     draft: bool = False
-
-
-def show(path: str | Path) -> str:
-    """A path relative to the current folder when it lies below it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def provenance(m: Measurements) -> str:

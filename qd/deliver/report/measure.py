@@ -16,7 +16,7 @@ from qd.core.predict import predict
 from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS, WINNERS
 from qd.deliver.model_readme import layer_table
-from qd.experiment.results import UNREADABLE, collect, label
+from qd.experiment.results import UNREADABLE, collect, label, show
 
 SEED = 0
 N_SHOWN = 10
@@ -176,6 +176,10 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
     require_files(data_dir, ("train", "dev"))
     found = [r for r in collect(sources) if r.get("state") != UNREADABLE]  # each named by collect already
     records = [r for r in found if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
+    if not records:
+        others = f" ({len(found)} on other data)" if found else ""
+        raise QDError(f"{', '.join(sources)}: no sweep trial or course run on {show(data_dir)}, the submission's "
+                      f"data{others}; expected the folders or storages the submission was promoted from")  # fmt: skip
     m = Measurements(submission, sources, data_dir, winners, records, len(found) - len(records))
     m.logs = {model: read_log(winners[model], model) for model in MODELS}
     for split in ("dev", "train"):

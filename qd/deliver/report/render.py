@@ -12,8 +12,9 @@ import numpy as np
 
 from qd.core.data import CLASS_NAMES, FILES, N_CLASSES
 from qd.deliver.report import figures
-from qd.deliver.report.answers import Question, curve_caption, dense_sizes, noisy_caption, provenance, show
+from qd.deliver.report.answers import Question, curve_caption, dense_sizes, noisy_caption, provenance
 from qd.deliver.report.measure import PERTURBATIONS, SEED, Measurements
+from qd.experiment.results import show
 
 Shown = dict[str, tuple[str, str]]  # figure file -> (caption, source in Markdown)
 
@@ -60,6 +61,8 @@ def curves_section(m: Measurements, stage: Path, shown: Shown) -> list[str]:
             "No complete densenet sweep trial with `optimizer.lr` among the sources: no learning-rate figure.",
             "",
         ]
+    if not m.studies:
+        return [*lines, "No complete sweep trial among the sources (course runs only): no optimisation history.", ""]
     figures.history(m.studies, stage / "sweep-history.png")
     lines += figure_md(
         shown,
