@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from qd.core.closed_pipe import quiet_on_closed_pipe
+
 COMMANDS = {
     "data": ("qd.datasets.prepare", "build a data set: synth (the embedded synthetic set) or fetch (Google's bitmaps)"),
     "results": ("qd.experiment.results", "list sweep trials and course runs by dev accuracy"),
@@ -28,4 +30,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_on_closed_pipe():
+        main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from qd.core import cli
+from qd.core.closed_pipe import quiet_on_closed_pipe
 from qd.core.errors import QDError, SweepFailed, exit_on_user_error
 from qd.core.interrupt import exit_on_ctrl_c
 
@@ -14,7 +15,11 @@ INTERRUPTED_RUN = "interrupted: the run stopped; its folder keeps what it had wr
 
 def main(model: str, argv: list[str] | None = None) -> None:
     """Entry point of main_<model>.py in the repository (code.zip's calls qd.core.cli directly)."""
-    argv = sys.argv[1:] if argv is None else argv
+    with quiet_on_closed_pipe():
+        run(model, sys.argv[1:] if argv is None else argv)
+
+
+def run(model: str, argv: list[str]) -> None:
     if cli.is_course_command(argv):
         cli.main(model, argv)
         return

@@ -25,9 +25,11 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 MAIN = '''"""The course's {model} command line: `python main_{model}.py --mode train|predict ...` (see --help)."""
 
 from cli import main
+from closed_pipe import quiet_on_closed_pipe
 
 if __name__ == "__main__":
-    main("{model}")
+    with quiet_on_closed_pipe():
+        main("{model}")
 '''
 
 
