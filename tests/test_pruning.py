@@ -32,3 +32,25 @@ def test_optuna_is_imported_without_its_plotting_libraries_which_import_as_usual
             "import pandas, matplotlib.pyplot; print(held, pandas.DataFrame({'a': [1]}).size)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout == "[] 1\n", result.stderr
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "qd.bench", "pruning", *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_a_sweep_that_fails_in_the_pruning_bench_is_one_line():
+    result = bench("--model", "densenet", "--data", "nope", "--trials", "1", "--retries", "0")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: the densenet sweep with pruner none failed (exit 2): ") and "data/nope" in line
+
+
+@pytest.mark.slow
+def test_the_pruning_bench_runs_the_dense_nets_preset():
+    result = bench("--model", "densenet", "--data", "synthetic", "--trials", "2", "--steps", "20", "--eval-every", "10",
+                   "--startup", "1", "--warmup", "10", "--retries", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "2-trial densenet sweep, 20 steps a trial, data=synthetic, seed 0"
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ")][2:] == ["| none", "| median"]

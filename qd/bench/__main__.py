@@ -1,9 +1,11 @@
-"""`python -m qd.bench accuracy|speed|sweep|pruning|cuda [options]` (each with its own --help)."""
+"""`python -m qd.bench accuracy|speed|sweep|pruning|cuda|helptime [options]` (each with its own --help)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from qd.core.closed_pipe import quiet_on_closed_pipe
 
 BENCHMARKS = {
     "accuracy": ("qd.bench.accuracy", "k-fold cross-validated accuracy, CPU time and checkpoint size, real drawings"),
@@ -11,15 +13,22 @@ BENCHMARKS = {
     "sweep": ("qd.bench.sweep", "a 16-trial sweep on 2 workers: its wall time against its trials' training"),
     "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
     "cuda": ("qd.bench.cuda", "each model trained from one seed on CUDA and on the CPU: do they agree?"),
+    "helptime": ("qd.bench.helptime", "how long each command takes to answer --help"),
 }
 
-argv = sys.argv[1:]
-if not argv or argv[0] in ("-h", "--help"):
-    print("usage: python -m qd.bench <benchmark> [options]\n\nbenchmarks:")
-    print("\n".join(f"  {name:<9} {about}" for name, (_, about) in BENCHMARKS.items()))
-elif argv[0] not in BENCHMARKS:
-    print(f"error: python -m qd.bench: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}",
-          file=sys.stderr)  # fmt: skip
-    raise SystemExit(2)
-else:
-    importlib.import_module(BENCHMARKS[argv[0]][0]).main(argv[1:])
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m qd.bench <benchmark> [options]\n\nbenchmarks:")
+        print("\n".join(f"  {name:<9} {about}" for name, (_, about) in BENCHMARKS.items()))
+    elif argv[0] not in BENCHMARKS:
+        print(f"error: python -m qd.bench: unknown benchmark {argv[0]!r}; expected one of {', '.join(BENCHMARKS)}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    else:
+        importlib.import_module(BENCHMARKS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    with quiet_on_closed_pipe():
+        main(sys.argv[1:])

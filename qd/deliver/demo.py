@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from qd import ROOT
-from qd.core.runtime import configure_cpu
 from qd.datasets.prepare import ensure_data
 from qd.deliver.jhid import PLACEHOLDER
 from qd.deliver.promote import describe, promote
@@ -59,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         stage(number, f"sweep {model}: {trials} trials of {steps} steps (preset sweeps/{preset}.yaml{settings})")
         run_sweep(model, preset, trials, steps, fixed)
     stage(5, f"promote the winners, verify them and bundle {PLACEHOLDER}_code.zip")
+    from qd.core.runtime import configure_cpu  # torch: here, so that --help answers at once
+
     configure_cpu()
     out = DEMO_DIR / "submission"
     winners = promote([str(DEMO_DIR)], out, Path(DATA["dir"]))

@@ -1,0 +1,70 @@
+"""Every command's first contact: --help parses before the heavy imports, and output into a closed pipe (`... | head`)
+ends quietly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from qd.bench.helptime import commands
+from qd.deliver.bundle import MAIN, core_modules, flatten
+
+HEAVY = ("torch", "pandas", "matplotlib", "optuna")
+# Benchmarks that import torch before parsing their arguments (issue 28 leaves them to their owners).
+HEAVY_HELP = {"accuracy", "speed", "sweep", "cuda"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="imports torch first")) if a[2] in HEAVY_HELP else a
+     for a in commands()],  # fmt: skip
+    ids=" ".join,
+)
+def test_help_answers_before_the_heavy_imports(argv):
+    """qd.bench helptime times these; here, what makes them fast: none of torch, pandas, matplotlib, optuna."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ")
+    assert re.findall(rf"\|\s+({'|'.join(HEAVY)})$", result.stderr, re.M) == []
+
+
+def closed_pipe(argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """`python <argv>` with its stdout a pipe whose reader has gone, as `| head -1` leaves it once it has its line."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": str(ROOT)}  # as users
+        return subprocess.run([sys.executable, *argv], cwd=cwd, stdout=write, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["main_bestmodel.py", "--help"], ["main_densenet.py", "--mode", "train", "--help"], ["-m", "qd", "--help"],
+     ["-m", "qd", "promote", "--help"], ["-m", "qd.bench", "--help"], ["-m", "qd.bench", "pruning", "--help"],
+     ["-m", "qd", "results", "outputs"]],  # fmt: skip
+    ids=" ".join,
+)
+def test_output_into_a_closed_pipe_ends_quietly(argv, tmp_path):
+    job = tmp_path / "outputs/0"
+    job.mkdir(parents=True)
+    (job / "metrics.json").write_text(json.dumps({"format": "qd-job", "model": "densenet", "state": "failed"}))
+    result = closed_pipe([str(ROOT / argv[0]) if argv[0].endswith(".py") else argv[0], *argv[1:]], tmp_path)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_code_zips_command_line_ends_quietly_in_a_closed_pipe(tmp_path):
+    """main_<model>.py as code.zip holds it: the flattened core, no qd package."""
+    for path in core_modules():
+        (tmp_path / path.name).write_text(flatten(path.read_text()))
+    (tmp_path / "main_convnet.py").write_text(MAIN.format(model="convnet"))
+    result = closed_pipe(["-E", "main_convnet.py", "--mode", "train", "--help"], tmp_path)
+    assert (result.returncode, result.stderr) == (1, "")
