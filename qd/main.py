@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from qd.core import cli
@@ -21,6 +22,7 @@ def main(model: str, argv: list[str] | None = None) -> None:
 
 def run(model: str, argv: list[str]) -> None:
     if cli.is_course_command(argv):
+        course_data(model, argv)
         cli.main(model, argv)
         return
     sweep = any(a in ("-m", "--multirun") or a.lstrip("+").startswith("sweep=") for a in argv)
@@ -34,3 +36,31 @@ def run(model: str, argv: list[str]) -> None:
         except SweepFailed as e:
             print(e, file=sys.stderr)
             raise SystemExit(1) from None
+
+
+def course_data(model: str, argv: list[str]) -> None:
+    """The course command line's data, in the repository: data/real_sample is built from the drawings qd carries on
+    first use, and datasets/ without the course's files is one line naming the same command on those drawings."""
+    from pathlib import Path
+
+    from qd.datasets.prepare import REAL_SAMPLE_DIR, check_course_data, ensure_data
+
+    args = cli.course_parser(model).parse_known_args(argv)[0]
+    data_dir = Path(args.dataDir)
+    with exit_on_user_error():
+        if data_dir == REAL_SAMPLE_DIR:
+            ensure_data({"dir": str(data_dir), "prepare": "real_sample"})
+        instead = shlex.join(["python", f"main_{model}.py", *without_flag(argv, "--dataDir"), "--dataDir",
+                              str(REAL_SAMPLE_DIR)])  # fmt: skip
+        check_course_data(data_dir, ("test",) if args.mode == "predict" else ("train", "dev"),
+                          f"{instead} (with Hydra overrides: data=real_sample)")  # fmt: skip
+
+
+def without_flag(argv: list[str], flag: str) -> list[str]:
+    """`argv` without `flag` and its value (`--flag VALUE` or `--flag=VALUE`)."""
+    kept, value_next = [], False
+    for arg in argv:
+        if not value_next and arg != flag and not arg.startswith(f"{flag}="):
+            kept.append(arg)
+        value_next = arg == flag
+    return kept

@@ -184,3 +184,18 @@ def test_a_course_command_ends_at_once_its_output_and_files_complete(workdir):
     (log,) = (workdir / "log_files").iterdir()
     assert log.read_text().splitlines()[-1].startswith("20,")
     assert json.loads(next((workdir / "model_files").glob("*.json")).read_text())["state"] == "complete"
+
+
+def test_without_the_course_files_the_error_names_the_command_on_the_real_drawings_and_it_runs(tmp_path):
+    train = ["--mode", "train", "--LR", "1e-3", "--bs", "64", "--epochs", "20"]
+    refused = run_cli([str(ROOT / "main_densenet.py"), *train], tmp_path)
+    instead = "python main_densenet.py --mode train --LR 1e-3 --bs 64 --epochs 20 --dataDir data/real_sample"
+    assert (refused.returncode, refused.stderr) == (2, "error: datasets: the course's data files are not here "
+                                                       "(fruit_images.npy, fruit_labels.npy, fruit_dev_images.npy, "
+                                                       f"fruit_dev_labels.npy); to use the 2,400 real drawings qd "
+                                                       f"carries instead, run: {instead} (with Hydra overrides: "
+                                                       "data=real_sample)\n")  # fmt: skip
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+    ran = run_cli([str(ROOT / "main_densenet.py"), *shlex.split(instead)[2:]], tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "data/real_sample/fruit_test_images.npy").is_file(), "built on first use"
