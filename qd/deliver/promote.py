@@ -21,6 +21,7 @@ line: how many, how many eligible, how many skipped and why.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ from qd.core.data import load_split
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError, disk_errors, exit_on_user_error
 from qd.core.fsutil import atomic_write_text
+from qd.core.job import quick_train
 from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_code_zip
 from qd.deliver.jhid import NAME_FILE, PLACEHOLDER, add_name_flag, rename_hint, submission_name
 from qd.deliver.swap import replaced, unchanged
@@ -88,11 +90,14 @@ def checkpoint_problem(record: dict) -> tuple[str, str] | None:
 
 
 def course_rule_breach(record: dict) -> str:
-    """`key: default -> value; ...` for the record's settings that the course rule of its model does not free."""
+    """`key: default -> value; ...` for the record's settings that the course rule of its model does not free (the
+    defaults at QD_QUICK's scale where it is set)."""
     if "config" not in record:
         return "its record holds no config"
+    defaults = copy.deepcopy(DEFAULTS[record["model"]])
+    quick_train(defaults["train"])
     free = COURSE_FREE + COURSE_RULES[record["model"]]
-    return differences(without(flatten(DEFAULTS[record["model"]]), free), without(flatten(record["config"]), free))
+    return differences(without(flatten(defaults), free), without(flatten(record["config"]), free))
 
 
 def pick_winners(
