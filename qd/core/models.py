@@ -15,6 +15,14 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)
 
 
+def _spatial_mean(h: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C), reduced in `h`'s memory layout, so that the gradient flowing back keeps it: a
+    channels-last gradient meeting channels-last activations, rather than a reorder at every layer behind."""
+    if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
+        return h.permute(0, 2, 3, 1).mean(dim=(1, 2))
+    return h.mean(dim=(2, 3))
+
+
 class TwoLayerDenseNet(nn.Module):
     """Figure 1 of the course: 784 -> hidden -> ReLU -> 6 (79,000 weights, 106 biases at hidden 100)."""
 
@@ -39,8 +47,8 @@ class TooSimpleConvNN(nn.Module):
         self.classifier = nn.Conv2d(16, N_CLASSES, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(_as_images(x)).mean(dim=(2, 3), keepdim=True)
-        return self.classifier(h).flatten(1)
+        h = _spatial_mean(self.features(_as_images(x)))
+        return nn.functional.linear(h, self.classifier.weight.flatten(1), self.classifier.bias)  # the 1x1 conv
 
 
 class BestModel(nn.Module):
@@ -64,10 +72,9 @@ class BestModel(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, N_CLASSES))
         self.tta = tta
-        self.to(memory_format=torch.channels_last)  # mkldnn convolutions run about 1.4x faster so
 
     def _scores(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(images).mean(dim=(2, 3)))
+        return self.classifier(_spatial_mean(self.features(images)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = _as_images(x)

@@ -11,6 +11,7 @@ from torch import nn
 
 from qd.core.accuracies import scores
 from qd.core.checkpoint import load_model
+from qd.core.cpu import memory_format
 from qd.core.data import load_split
 from qd.core.errors import QDError
 from qd.core.fsutil import atomic_write_text
@@ -37,7 +38,9 @@ def predict_file(
 ) -> np.ndarray:
     """Predict the test images of `data_dir` with a checkpoint and write the predictions file."""
     configure_cpu()
-    model, _ = load_model(weights, expect=expect, device=resolve_device("auto"))
+    device = resolve_device("auto")
+    model, _ = load_model(weights, expect=expect, device=device)
+    model.to(memory_format=memory_format("auto", device))
     labels = predict(model, load_split(data_dir, "test").x)
     write_predictions(predictions_file, labels)
     return labels

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from qd.core.cpu import cap_onednn
 from qd.core.errors import QDError
 
 
@@ -74,13 +75,15 @@ def auto_threads(workers: int = 1) -> int:
 
 
 def configure_cpu(threads: int = 0, workers: int = 1) -> int:
-    """Use `threads` torch threads (0: auto_threads(workers)) and let glibc reuse freed memory; return the threads.
+    """Use `threads` torch threads (0: auto_threads(workers)), cap oneDNN's instruction set where qd.core.cpu says,
+    and let glibc reuse freed memory; return the threads.
 
     Each step frees and reallocates the same activations; when glibc hands them back to the system, every
     page faults in again (about 1,900 faults a convnet step, a quarter of its time). Blocks up to 32 MiB,
     glibc's largest threshold, are kept for reuse instead.
     """
     torch.set_num_threads(threads or auto_threads(workers))
+    cap_onednn()
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None  # glibc only
     if mallopt:
         mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD

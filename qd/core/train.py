@@ -24,6 +24,7 @@ from torch import nn
 from qd.core.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
 from qd.core.augment import augment, is_active
 from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
+from qd.core.cpu import MEMORY_FORMATS, memory_format
 from qd.core.data import N_CLASSES, Split, load_split, require_files
 from qd.core.errors import QDError, flag
 from qd.core.models import build_model, count_parameters
@@ -99,6 +100,8 @@ def check_config(cfg: dict, n_train: int) -> None:
     after = cfg["train"]["not_learning_after"]
     if not (after is None or (isinstance(after, int) and after > 0)):
         raise QDError(f"train.not_learning_after: got {after}; expected null (off) or a step, such as 500")
+    if (layout := cfg["train"]["memory_format"]) not in ("auto", *MEMORY_FORMATS):
+        raise QDError(f"train.memory_format: got {layout!r}; expected auto, {' or '.join(MEMORY_FORMATS)}")
 
 
 class WeightAverage:
@@ -208,7 +211,7 @@ def fit(
     configure_cpu(tcfg["threads"], workers)
     torch.manual_seed(tcfg["seed"])
     batch_gen, eval_gen, aug_gen = (torch.Generator().manual_seed(tcfg["seed"] + i) for i in range(3))
-    model = new_model(cfg).to(device)
+    model = new_model(cfg).to(device, memory_format=memory_format(tcfg["memory_format"], device))
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     # With train.ema the evaluated and kept model is a moving average of the weights (and BN statistics).
     average = WeightAverage(model, tcfg["ema"]) if tcfg["ema"] else None
