@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from qd.bench.speed import (
     breakdown_table,
     course_args,
     floor_table,
+    main,
     measure,
     run_path,
     speed_table,
@@ -27,6 +29,7 @@ from qd.bench.speed import (
 )
 from qd.bench.starter import baseline_load
 from qd.bench.sweep import overheads, sweep_table
+from qd.core.cpu import describe_cpu
 from qd.core.data import load_split
 
 
@@ -169,3 +172,17 @@ def test_the_pruning_table_compares_cpu_with_the_sweep_without_a_pruner_and_give
         "| none | 17 | 0 | 3 | 0.9356 | 1106 | 1.00 | 0.04 |",
         "| median | 5 | 12 | 3 | 0.9333 | 615 | 0.56 | 0.30 disturbed |",
     ]
+
+
+def test_the_header_names_the_cpu_and_the_breakdown_keeps_to_the_models_of_the_rows(course_dir, capsys, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # read by the bench's children's oneDNN, named in the header
+    main(["--data", str(course_dir), "--rows", "predict densenet", "--repeat", "1", "--steps", "3", "--retries", "0",
+          "--no-thread-table", "--breakdown"])  # fmt: skip
+    out = capsys.readouterr().out
+    cpu = describe_cpu()
+    assert f"\nCPU: {cpu.model} (vendor {cpu.vendor}, family {cpu.family}), {os.cpu_count()} cores; " \
+           f"ISA: {', '.join(cpu.isa)}; torch {torch.__version__}, its kernels {cpu.kernels}, with oneDNN; " in out
+    assert "; capped: ONEDNN_MAX_CPU_ISA=AVX2\n" in out
+    processes = re.findall(r"^\| (\w+ \w+) \((starter|qd)\) \|", out, re.MULTILINE)
+    assert processes == [("densenet train", "starter"), ("densenet predict", "starter"), ("densenet train", "qd"),
+                         ("densenet predict", "qd")]  # fmt: skip

@@ -9,7 +9,8 @@ the cores other processes kept busy just before and during it (qd.bench.load); a
 core is run again (`--retries`), and a row whose least disturbed runs stay above it says so.
 
 The whole-process rows run the course's commands as run.sh does (train 2,000 steps, then predict), qd's two
-processes against the starter's two; `--breakdown` shows where each of those processes' time goes.
+processes against the starter's two; `--breakdown` shows where the time of the course processes of the models
+`--rows` names goes. The header names the CPU, its instruction sets and any cap on them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from qd.bench.phases import COLUMNS
 from qd.bench.starter import MODELS, baseline_load, baseline_predict, baseline_train
 from qd.core.accuracies import TRAIN_SAMPLE, scores
 from qd.core.checkpoint import load_model, save_checkpoint
+from qd.core.cpu import CpuInfo, describe_cpu, memory_format, onednn_isa
 from qd.core.data import FILES, Split, load_split
 from qd.core.defaults import DEFAULTS
 from qd.core.predict import predict
@@ -80,11 +82,11 @@ def floor_seconds(name: str, train_split: Split, dev: Split, steps: int) -> floa
     """The least time any pipeline needs for `steps` of the model's course steps with torch's kernels: the
     optimizer's set-up, forward, backward and optimizer step on one fixed batch, and the evaluations' forward
     passes (4,000 training images and the dev set); no sampling, logging or checks. The optimizer, batch size
-    and evaluation interval are the model's defaults (conf/)."""
+    and evaluation interval are the model's defaults (conf/), the memory layout qd's for this CPU."""
     cfg = DEFAULTS[name]
     batch = cfg["train"]["batch_size"]
     xb, yb = train_split.x[:batch], train_split.y[:batch]
-    model = MODELS[name]()
+    model = MODELS[name]().to(memory_format=memory_format("auto", torch.device("cpu")))
     start = time.perf_counter()
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
     for step in range(1, steps + 1):
@@ -255,6 +257,26 @@ def breakdown_table(results: dict) -> str:
 # The tables.
 
 
+CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")  # cap torch's, oneDNN's, MKL's ISA
+
+
+def cpu_header(cpu: CpuInfo) -> str:
+    """The machine every figure was taken on: the CPU's model and instruction sets, the level torch's kernels run
+    at, oneDNN, qd's choices for the convolutions, and the environment variables that capped the instruction set."""
+    isa = ", ".join(cpu.isa) or "none of AVX2, AVX-512, AMX, NEON"
+    layout = "channels-last" if memory_format("auto", torch.device("cpu"), cpu) == torch.channels_last else "contiguous"
+    capped = "; ".join(f"{v}={os.environ[v]}" for v in CAPS if os.environ.get(v)) or "none"
+    return (f"CPU: {cpu.model} (vendor {cpu.vendor or 'unknown'}, family {cpu.family}), {os.cpu_count()} cores; "
+            f"ISA: {isa}; torch {torch.__version__}, its kernels {cpu.kernels or 'unknown'}, "
+            f"{'with' if cpu.onednn else 'without'} oneDNN; qd's convolutions: {layout}, oneDNN "
+            f"{'capped at ' + onednn_isa(cpu) if onednn_isa(cpu) else 'uncapped'} unless set; capped: {capped}")
+
+
+def row_models(rows: list[str]) -> list[str]:
+    """The models the rows `rows` measure, in COURSE_LR's order."""
+    return [name for name in COURSE_LR if any(row.partition(" ")[2] == name for row in rows)]
+
+
 def compare(rows: list[str], repeat: int, s: Setup) -> dict:
     """Every row's baseline and qd paths, alternating, `repeat` times: {row: {side: [result, ...]}}."""
     results: dict = {row: {"baseline": [], "qd": []} for row in rows}
@@ -369,20 +391,22 @@ def main(argv: list[str] | None = None) -> None:
         write_checkpoints(s.work)
         results = compare(args.rows, args.repeat, s)
         threads = f"{args.threads} torch thread(s) each" if args.threads else "torch's default threads, qd's own choice"
-        print(f"\nMedians of {args.repeat} alternating runs on {args.data} ({os.cpu_count()} cores; {threads}):\n")
+        print(f"\n{cpu_header(describe_cpu())}\n")
+        print(f"Medians of {args.repeat} alternating runs on {args.data} ({threads}):\n")
         print(speed_table(results, args.steps))
         print(LOAD_NOTE)
         if args.floor_table and (trained := [r.removeprefix("train ") for r in args.rows if r.startswith("train ")]):
             floors = compare_floors(trained, args.repeat, s)
             print(
                 "\nThe training rows against their floor: the optimizer's set-up, forward, backward and fused Adam "
-                "on one fixed batch, and the evaluations' forward passes, alone (torch's kernels, no pipeline):\n"
+                "on one fixed batch, and the evaluations' forward passes, alone (torch's kernels in qd's layout, no "
+                "pipeline):\n"
             )
             print(floor_table(results, floors, args.steps))
         if args.thread_table:
             thread_results = compare_threads(args.repeat, s)
             print(f"\nqd's training by thread count, medians of {args.repeat}:\n")
             print(threads_table(thread_results, args.steps))
-        if args.breakdown:
+        if args.breakdown and (names := row_models(args.rows)):
             print("\nWhere each course process's time goes (one run each, under qd.bench.phases), seconds:\n")
-            print(breakdown_table(breakdown(list(COURSE_LR), s)))
+            print(breakdown_table(breakdown(names, s)))
