@@ -17,7 +17,7 @@ from qd.deliver.bundle import MAIN, core_modules, flatten
 
 HEAVY = ("torch", "pandas", "matplotlib", "optuna")
 # Benchmarks that import torch before parsing their arguments (issue 28 leaves them to their owners).
-HEAVY_HELP = {"accuracy", "speed", "sweep", "cuda"}
+HEAVY_HELP = {"accuracy", "speed", "cuda"}
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_a_dead_process_is_told_from_a_live_one_without_proc(monkeypatch):
 
 def test_a_slurm_job_keeps_to_its_own_cpus(monkeypatch):
     """Slurm without CPU binding leaves a 1-CPU job the whole node: it must train on 1 thread all the same."""
-    from qd.core.runtime import auto_threads, usable_cores
+    from qd.core.cores import auto_threads, usable_cores
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)

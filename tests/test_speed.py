@@ -28,7 +28,6 @@ from qd.bench.speed import (
     write_checkpoints,
 )
 from qd.bench.starter import baseline_load
-from qd.bench.sweep import overheads, sweep_table
 from qd.core.cpu import describe_cpu
 from qd.core.data import load_split
 
@@ -116,24 +115,6 @@ def test_the_floor_is_measured_in_a_fresh_process_and_bounds_the_ratio(course_di
     table = floor_table(results, {"convnet": [{"seconds": 4.0, "load": 0.5}]}, steps=2000).splitlines()
     assert len(table) == 3  # the header, its rule and the convnet row
     assert table[2] == "| convnet | 10 | 5 | 4 | 2.5x | 5x | 0.50 disturbed |"
-
-
-def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
-    def job(number, pid, task_started, started, finished, train):
-        return {"job": number, "pid": pid, "task_started": task_started, "started": started, "finished": finished,
-                "wall_time_s": finished - started, "train_time_s": train}  # fmt: skip
-
-    # Launched at 0, ended at 30, two jobs a batch: jobs 0 and 1 (worker 1: 2-10, worker 2: 3-12), then jobs 2 and 3
-    # (worker 1: 14-20, worker 2: 14.5-22); their tasks started at 1.5, 2.5, 13 and 13.5.
-    metrics = [job(0, 1, 1.5, 2, 10, 7), job(1, 2, 2.5, 3, 12, 8)]
-    metrics += [job(2, 1, 13, 14, 20, 5), job(3, 2, 13.5, 14.5, 22, 6)]
-    split = overheads(metrics, launched=0.0, ended=30.0, workers=2)
-    assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 1 + 1.5) / 2, "between": (4 + 2.5) / 2,
-                     "wait": (2 + 0) / 2, "hydra": (1 + 1.5) / 2, "trial": (1 + 1) / 2, "tail": 8.0}  # fmt: skip
-    table = sweep_table({"wall": 20.0, "training": 24.0, "workers": 2, "trials": 4, "failed": 0, "load": 0.1,
-                         **split}, steps=100).splitlines()  # fmt: skip
-    assert table[2] == "| densenet_lr, 100 steps a trial | 4 (0) | 2 | 24.0 | 20.0 | 1.67 | 1.3 | no | 0.10 |"
-    assert table[6] == "| 8.0 | 2.0 | 2.2 | 3.2 (1.0 + 1.2 + 1.0) | 8.0 |"
 
 
 def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from qd.core.runtime import busy_between, busy_cores, cpu_ticks
+from qd.core.cores import busy_between, busy_cores, cpu_ticks
 
 DISTURBED = 0.25  # cores kept busy by other processes above which a run counts as disturbed
 PROBE_S = 0.5  # how long the probe before a run samples the machine

@@ -1,8 +1,8 @@
 """What a sweep costs beyond its trials' training: the dense net's learning-rate sweep on joblib workers.
 
 `python -m qd.bench sweep` runs `main_densenet.py -m +sweep=densenet_lr +launcher=parallel` (16 trials, 2 workers,
-2,000 steps a trial, on the synthetic set) as a user does, and prints its wall time against the ideal, its trials'
-training time shared by its workers, where the rest went, and the run's load (qd.bench.load).
+2,000 steps a trial, on the synthetic set) as a user does, and prints the CPU, its wall time against the ideal, its
+trials' training time shared by its workers, where the rest went, and the run's load (qd.bench.load).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 
 from qd import ROOT
 from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
-from qd.bench.speed import run_child
 from qd.datasets.prepare import SYNTHETIC_DIR, ensure_data
 
 TARGET = 1.3  # the most a sweep's wall time may exceed its trials' training time shared by its workers
@@ -26,6 +25,8 @@ TARGET = 1.3  # the most a sweep's wall time may exceed its trials' training tim
 def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int) -> dict:
     """Run the sweep once in a fresh study; its wall time, its trials' training (a trial's train_time_s; a failed
     trial's wall_time_s) and overheads()."""
+    from qd.bench.speed import run_child  # here, as torch: --help answers at once
+
     out = Path(tempfile.mkdtemp(prefix="sweep-", dir=work))
     argv = [sys.executable, str(ROOT / "main_densenet.py"), "-m", "+sweep=densenet_lr", "+launcher=parallel"]
     argv += [f"hydra.launcher.n_jobs={workers}", f"hydra.sweeper.n_trials={trials}", f"train.steps={steps}"]
@@ -34,7 +35,7 @@ def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int)
     launched = time.time()
     _, wall, _ = run_child(argv, 0)
     ended = time.time()
-    metrics = [{**json.loads(p.read_text()), "job": int(p.parent.name)} for p in (out / "jobs").glob("*/metrics.json")]
+    metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
     training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     failed = sum(m["state"] != "complete" for m in metrics)
     return {
@@ -48,25 +49,21 @@ def overheads(metrics: list[dict], launched: float, ended: float, workers: int) 
 
     start_up: launch to the first job's start (Python, Hydra, Optuna, the storage, worker processes);
     in_jobs: the jobs' own time outside training (imports, data, model, optimizer, checkpoint, record), per worker;
-    between: gaps between consecutive jobs of one worker process, per worker, split into wait (the launcher sends
-    `workers` jobs at a time, by job number: a job's end to the end of its batch's slowest), hydra (then to the next
-    job's task: Optuna's tell and ask, the launcher's batch, Hydra's job set-up) and trial (the task's start to its
-    training job's: the job's config and its trial in the study); tail: the last job's end to the sweep's exit.
+    between: gaps between consecutive jobs of one worker process, per worker, split into hydra (a job's end to the
+    next job's task: Optuna's tell, the study's lock, ask and draw, the launch and Hydra's job set-up) and trial (the
+    task's start to its training job's: the job's config and its trial in the study); tail: the last job's end to the
+    sweep's exit.
     """
     by_worker: dict[int, list[dict]] = {}
     for m in sorted(metrics, key=lambda m: m["started"]):
         by_worker.setdefault(m["pid"], []).append(m)
-    batch_end: dict[int, float] = {}
-    for m in metrics:
-        batch_end[m["job"] // workers] = max(batch_end.get(m["job"] // workers, 0.0), m["finished"])
     pairs = [(a, b) for jobs in by_worker.values() for a, b in pairwise(jobs)]
     outside = sum(m["wall_time_s"] - m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     return {
         "start_up": min(m["started"] for m in metrics) - launched,
         "in_jobs": outside / workers,
         "between": sum(b["started"] - a["finished"] for a, b in pairs) / workers,
-        "wait": sum(batch_end[a["job"] // workers] - a["finished"] for a, _ in pairs) / workers,
-        "hydra": sum(b["task_started"] - batch_end[a["job"] // workers] for a, b in pairs) / workers,
+        "hydra": sum(b["task_started"] - a["finished"] for a, b in pairs) / workers,
         "trial": sum(b["started"] - b["task_started"] for _, b in pairs) / workers,
         "tail": ended - max(m["finished"] for m in metrics),
     }
@@ -85,11 +82,11 @@ def sweep_table(r: dict, steps: int) -> str:
         f"| {r['training']:.1f} | {r['wall']:.1f} | {r['wall'] / ideal:.2f} | {TARGET:g} | {met} "
         f"| {load_cell([r['load']])} |",
         "",
-        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker (batch wait + hydra "
-        "+ trial) | tail |",
+        "| wall s beyond training | start-up | in the jobs, per worker | between jobs, per worker (hydra + trial) "
+        "| tail |",
         "| --- | ---: | ---: | ---: | ---: |",
         f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} "
-        f"| {r['between']:.1f} ({r['wait']:.1f} + {r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
+        f"| {r['between']:.1f} ({r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
     ])  # fmt: skip
 
 
@@ -101,10 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps a trial (default 2000)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a sweep taken under load (default 1)")
     args = parser.parse_args(argv)
+    from qd.bench.speed import cpu_header
+    from qd.core.cpu import describe_cpu
+
     ensure_data({"dir": str(SYNTHETIC_DIR), "prepare": "synthetic"})
     with tempfile.TemporaryDirectory(prefix="qd-sweep-") as tmp:
         run = lambda: run_sweep(SYNTHETIC_DIR.resolve(), Path(tmp), args.trials, args.workers, args.steps)  # noqa: E731
         result, load = least_disturbed(run, args.retries)
+    print(f"\n{cpu_header(describe_cpu())}")
     print(f"\nA {args.trials}-trial sweep on {args.workers} joblib workers, its trials' training against the whole:\n")
     print(sweep_table({**result, "load": load}, args.steps))
     print(LOAD_NOTE)
