@@ -105,7 +105,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         reason = f"Slurm job {job.job_id} {why} before its trial ended (its log: {job.paths.stderr})"
         interrupted = state in INTERRUPTIONS
         if interrupted:
-            reason += "; running the sweep again runs it again"
+            reason += "; it runs again with its parameters"
         record_lost_job(str(sweeper.storage), sweeper.study_name, number, reason, interrupted)
         return JobReturn(overrides=None, status=JobStatus.COMPLETED, _return_value=math.nan)
 

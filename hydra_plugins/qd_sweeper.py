@@ -71,12 +71,12 @@ class QDSweeper(OptunaSweeper):
 
         slots = 1 if isinstance(self.sweeper.launcher, BasicLauncher) else max(1, n_jobs)
         in_flight: dict[concurrent.futures.Future, Any] = {}
-        more = True
+        ask = True  # again after each trial's end: the study may want one more (an interrupted trial runs again)
         while True:
-            while more and len(in_flight) < slots and not share.stopped:
+            while ask and len(in_flight) < slots and not share.stopped:
                 asked = share.next_trial()
                 if asked is None:
-                    more = False
+                    ask = False
                     break
                 trial, overrides = asked
                 overrides += [f"hydra.sweeper.study_name={share.study.study_name}", f"trial={trial.number}"]
@@ -91,6 +91,7 @@ class QDSweeper(OptunaSweeper):
                 value, error = _outcome(future)
                 print(share.tell(trial, value, error), flush=True)
                 share.check_failure_rate(max_failure_rate)
+                ask = True
 
     def _launch(self, future: concurrent.futures.Future, overrides: list[str], number: int, inline: bool) -> None:
         """Launch one job, as job `number` (its folder's name), its outcome to `future`: in this thread when jobs run

@@ -79,11 +79,9 @@ def n_trials_text(n: int) -> str:
     return f"{n} trial{'' if n == 1 else 's'}"
 
 
-def trial_line(number: int, state: TrialState, value: float | None, reason: str) -> str:
-    """How a trial ended, in the one line the sweep prints for it."""
-    if state == TrialState.COMPLETE:
-        return f"trial {number}: dev accuracy {value:.4f}"
-    return f"trial {number} {'pruned' if state == TrialState.PRUNED else 'failed'}: {reason}"
+def trial_line(number: int, ended: str, value: float | None, reason: str) -> str:
+    """How a trial ended (`ended`: complete, pruned, failed or interrupted), in the one line the sweep prints."""
+    return f"trial {number}: dev accuracy {value:.4f}" if ended == "complete" else f"trial {number} {ended}: {reason}"
 
 
 def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
@@ -102,7 +100,7 @@ class Share:
                  n_trials: int) -> None:  # fmt: skip
         self.study, self.storage, self.space, self.n_trials = study, storage, space, n_trials  # storage: uncached
         self.study_id = self.storage.get_study_id_from_name(study.study_name)
-        self.ended: list[tuple[TrialState, str]] = []  # how this process's trials ended, and why
+        self.ended: list[tuple[str, str]] = []  # how this process's trials ended (complete, pruned, ...), and why
         self.stopped: str | None = None  # why this process asks for no more trials: too many of its trials failed
         self.running: set[int] = set()  # the trials this process asked for and has not told yet
 
@@ -157,12 +155,12 @@ class Share:
                 continue
             path = Path(t.user_attrs.get(JOB_DIR, "/nonexistent"), "metrics.json")
             record = _read_json(path)
-            if t.user_attrs.get(OUTCOME):
-                self.study.tell(t.number, state=_ended_early(t.user_attrs[OUTCOME]))
-                line = trial_line(t.number, _ended_early(t.user_attrs[OUTCOME]), None, t.user_attrs.get(REASON, ""))
+            if outcome := t.user_attrs.get(OUTCOME):
+                self.study.tell(t.number, state=_ended_early(outcome))
+                line = trial_line(t.number, outcome, None, t.user_attrs.get(REASON, ""))
             elif record.get("state") == "complete":
                 self.study.tell(t.number, values=[record["best_dev_acc"]])
-                line = trial_line(t.number, TrialState.COMPLETE, record["best_dev_acc"], "")
+                line = trial_line(t.number, "complete", record["best_dev_acc"], "")
             else:
                 self._mark_interrupted(t.number, "interrupted (its process died)")
                 continue
@@ -195,24 +193,23 @@ class Share:
         """Tell the study how the trial's job ended (its own words in the trial's attributes first: pruned, failed,
         interrupted; then its error, or its value); the trial's line."""
         attrs = self.storage.get_trial_user_attrs(self._id(trial.number))
-        reason = attrs.get(REASON, "")
-        if attrs.get(OUTCOME):
-            state, values = _ended_early(attrs[OUTCOME]), None
-        elif error is not None or value is None or not math.isfinite(value):
+        ended, reason = attrs.get(OUTCOME, "complete"), attrs.get(REASON, "")
+        if ended == "complete" and (error is not None or value is None or not math.isfinite(value)):
+            ended = "failed"
             reason = one_line(error) if error is not None else f"the job returned {value} instead of an accuracy"
-            trial.set_user_attr(OUTCOME, "failed")
+            trial.set_user_attr(OUTCOME, ended)
             trial.set_user_attr(REASON, reason)
-            state, values = TrialState.FAIL, None
+        if ended == "complete":
+            self.study.tell(trial, values=[value])
         else:
-            state, values = TrialState.COMPLETE, [value]
-        self.study.tell(trial, state=state, values=values)
+            self.study.tell(trial, state=_ended_early(ended))
         self.running.discard(trial.number)
-        self.ended.append((state, reason))
-        return trial_line(trial.number, state, values and values[0], reason)
+        self.ended.append((ended, reason))
+        return trial_line(trial.number, ended, value, reason)
 
     def check_failure_rate(self, most: float) -> None:
         """Stop asking for trials once more than `most` (hydra.sweeper.max_failure_rate) of this process's failed."""
-        failed = sum(state == TrialState.FAIL for state, _ in self.ended)
+        failed = sum(ended == "failed" for ended, _ in self.ended)
         if self.ended and failed / len(self.ended) > most:
             self.stopped = (f"sweep stopped: {failed} of its {n_trials_text(len(self.ended))} failed, more than "
                             f"hydra.sweeper.max_failure_rate={most:g}")  # fmt: skip
@@ -236,17 +233,16 @@ class Share:
     def summary(self) -> str:
         """The sweep's last line: how this process's trials ended, and the study's best. SweepFailed when every one
         of them failed."""
-        states = [state for state, _ in self.ended]
-        counts = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED),
-                  "failed": states.count(TrialState.FAIL)}  # fmt: skip
-        if states and counts["failed"] == len(states):
+        ended = [how for how, _ in self.ended]
+        counts = {how: ended.count(how) for how in ("complete", "pruned", "failed", "interrupted")}
+        if ended and counts["failed"] == len(ended):
             reasons = "; ".join(sorted({reason for _, reason in self.ended}))
-            raise SweepFailed(f"sweep failed: all {n_trials_text(len(states))} failed ({reasons})")
+            raise SweepFailed(f"sweep failed: all {n_trials_text(len(ended))} failed ({reasons})")
         complete = self.fresh(TrialState.COMPLETE)
         best = max(complete, key=lambda t: t.value) if complete else None
         tail = f"; the study's best: trial {best.number}, dev accuracy {best.value:.4f}" if best else ""
-        ended = ", ".join(f"{n} {k}" for k, n in counts.items())
-        return f"sweep done: {n_trials_text(len(states))}, {ended}{tail}"
+        told = ", ".join(f"{n} {how}" for how, n in counts.items() if n or how != "interrupted")
+        return f"sweep done: {n_trials_text(len(ended))}, {told}{tail}"
 
 
 def _ended_early(outcome: str) -> TrialState:
