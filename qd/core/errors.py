@@ -38,8 +38,8 @@ def exit_on_user_error() -> Iterator[None]:
         raise SystemExit(2) from None
 
 
-# A full disk (or quota), a forbidden or read-only place: the user can act on each, so each is one line.
-DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
+# A full disk (or quota), a forbidden, read-only, missing or wrong place: the user can act on each, so each is one line.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 
 
 def disk_error(error: BaseException, path: str | os.PathLike, kept: str) -> QDError | None:
