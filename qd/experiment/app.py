@@ -36,7 +36,7 @@ from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
 from qd.experiment.identity import flatten
 
-# torch (qd.core.job) and optuna (qd.experiment.study, .trial) are imported where they are needed: a sweep's
+# torch (qd.core.train) and optuna (qd.experiment.study, .trial) are imported where they are needed: a sweep's
 # main process with a parallel launcher never trains, and a single run never opens a study.
 
 # `${qd_run_id:}`: one id per invocation (its start and process id), so that run and sweep folders never
@@ -277,7 +277,8 @@ def check_data_option(job: dict) -> None:
 
 
 def prepare_data(job: dict) -> None:
-    """A sweep's data, made (data.prepare) and checked once, before any trial: its trials share it."""
+    """The data, made (data.prepare) and checked once, before the run or a sweep's first trial (its trials share
+    it)."""
     from qd.core.data import require_files
     from qd.datasets.prepare import ensure_data
 
