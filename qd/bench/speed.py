@@ -53,7 +53,7 @@ ROWS = {
     "train convnet": ("convnet: {steps:,} steps with the course's evaluations", 5.0),
     "predict densenet": ("densenet: predict the test set", 10.0),
     "predict convnet": ("convnet: predict the test set", 10.0),
-    "course densenet": ("`main_densenet.py` train {steps:,} steps, then predict: two whole processes", 1.8),
+    "course densenet": ("`main_densenet.py` train {steps:,} steps, then predict: two whole processes", 2.0),
     "course convnet": ("`main_convnet.py` train {steps:,} steps, then predict: two whole processes", 3.5),
 }
 COURSE_LR = {"densenet": 0.0001, "convnet": 0.01}  # run.sh's training lines
