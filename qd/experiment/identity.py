@@ -14,8 +14,10 @@ from pathlib import Path
 from qd.core.data import FILES
 
 # The keys that are not settings: where a job writes, how a sweep runs it (its pruner, which trial it is; `resume`
-# in the records of earlier sweeps) and the hardware. None of them changes what a run measures.
-NOT_SETTINGS = ("paths", "pruning", "trial", "resume", "data.prepare", "train.device", "train.threads")
+# in the records of earlier sweeps) and the hardware (its device, threads and memory layout). None of them changes
+# what a run measures.
+NOT_SETTINGS = ("paths", "pruning", "trial", "resume", "data.prepare", "train.device", "train.threads",
+                "train.memory_format")  # fmt: skip
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
