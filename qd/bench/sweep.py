@@ -1,8 +1,9 @@
 """What a sweep costs beyond its trials' training: the dense net's learning-rate sweep on joblib workers.
 
 `python -m qd.bench sweep` runs `main_densenet.py -m +sweep=densenet_lr +launcher=parallel` (16 trials, 2 workers,
-2,000 steps a trial at learning rates that train, on the synthetic set) as a user does, and prints the CPU, its wall time against the ideal, its
-trials' training time shared by its workers, where the rest went, and the run's load (qd.bench.load).
+2,000 steps a trial at learning rates that train, on the synthetic set) as a user does, and prints the CPU, its
+wall time against the ideal, its trials' training time shared by its workers, where the rest went, and the run's
+load (qd.bench.load).
 """
 
 from __future__ import annotations
