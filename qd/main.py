@@ -39,13 +39,14 @@ def run(model: str, argv: list[str]) -> None:
 
 
 def course_data(model: str, argv: list[str]) -> None:
-    """The course command line's data, in the repository: data/real_sample is built from the drawings qd carries on
-    first use, and datasets/ without the course's files is one line naming the same command on those drawings."""
+    """The course command line's data, once its flags are checked: data/real_sample is built from the drawings qd
+    carries on first use, and datasets/ without the course's files is one line naming the same command on those
+    drawings."""
     from pathlib import Path
 
+    args = cli.parse_args(model, argv)
     from qd.datasets.prepare import REAL_SAMPLE_DIR, check_course_data, ensure_data
 
-    args = cli.course_parser(model).parse_known_args(argv)[0]
     data_dir = Path(args.dataDir)
     with exit_on_user_error():
         if data_dir == REAL_SAMPLE_DIR:

@@ -100,15 +100,21 @@ def run_train(model: str, args: argparse.Namespace) -> dict:
     return record
 
 
-def main(model: str, argv: list[str] | None = None) -> None:
-    """The course command line of main_<model>.py, on `argv` (default: the process's arguments); when it is done,
-    it ends the process (exit_now)."""
+def parse_args(model: str, argv: list[str]) -> argparse.Namespace:
+    """The course flags of `argv`; a missing flag that the mode requires is argparse's error (exit 2)."""
     parser = course_parser(model)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     needed = ("LR", "bs", "epochs") if args.mode == "train" else ("weights", "predictionsFile")
     missing = [f"--{n}" for n in needed if getattr(args, n) is None]
     if missing:
         parser.error(f"the following arguments are required to {args.mode}: {', '.join(missing)}")
+    return args
+
+
+def main(model: str, argv: list[str] | None = None) -> None:
+    """The course command line of main_<model>.py, on `argv` (default: the process's arguments); when it is done,
+    it ends the process (exit_now)."""
+    args = parse_args(model, sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
         if args.mode == "train":
             run_train(model, args)

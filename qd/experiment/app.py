@@ -246,14 +246,26 @@ def composition_error(app: Hydra, model: str, overrides: list[str], error: Hydra
                                                                       validate_sweep_overrides=False)))  # fmt: skip
         except HydraException:
             known = {}
-        close = difflib.get_close_matches(key, known, n=1)
-        return f"{override}: no such setting; " + (f"did you mean {close[0]}?" if close else f"+{override} adds it")
+        return f"{override}: no such setting; {closest_setting(key, list(known))}"
     if (merging := re.match(r"Error merging override (.+)", lines[0])) and error.__cause__:
         return f"{merging[1]}: {str(error.__cause__).splitlines()[0]}"
     lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
     options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
     detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
     return f"bad override: {lines[0]}; {detail}"
+
+
+def closest_setting(key: str, known: list[str]) -> str:
+    """The setting `key` most likely meant, among its siblings (`train.stpes` -> `train.steps`), or among all
+    settings where its section does not exist (`trian.steps`); else what its section has."""
+    section, _, name = key.rpartition(".")
+    names = {".".join(k.split(".")[:i]) for k in known for i in range(1, k.count(".") + 2)}
+    siblings = {n.rpartition(".")[2]: n for n in names if n.rpartition(".")[0] == section}
+    close = [siblings[c] for c in difflib.get_close_matches(name, siblings, n=1)] if siblings else (
+        difflib.get_close_matches(key, known, n=1))  # fmt: skip
+    if close:
+        return f"did you mean {close[0]}?"
+    return f"{section or 'the config'} has {', '.join(sorted(siblings))}" if siblings else "no setting is close to it"
 
 
 def refuse_paths(argv: list[str]) -> None:
