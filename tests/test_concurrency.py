@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, sweep_metrics
 
 pytestmark = pytest.mark.slow
 # A finite space (6 x 2 sets) where two processes seeded alike would repeat each other at once.
@@ -69,6 +69,14 @@ def check_study(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
         assert sets.count(tuple(sorted(t.params.items()))) == 1, f"trial {t.number} did not run again exactly once"
 
 
+def check_records(trials: list[optuna.trial.FrozenTrial], workdir: Path) -> None:
+    """Each completed trial has one record, in the folder its trial names, with the trial's value."""
+    records = sweep_metrics(workdir)
+    assert sorted(r["trial"] for r in records) == [t.number for t in trials if t.state.name == "COMPLETE"]
+    for r in records:
+        assert (trials[r["trial"]].user_attrs["job_dir"], trials[r["trial"]].value) == (r["job_dir"], r["best_dev_acc"])
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def storage(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -81,6 +89,7 @@ def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir,
     for code, _, err in results:
         assert code == 0 and "Traceback" not in err, err
     check_study(study(storage), 6)
+    check_records(study(storage), tmp_path)
     assert sum(len(re.findall(r"^trial \d+: dev accuracy", out, re.M)) for _, out, _ in results) == 6
 
     # A sweep killed while its trial runs (it has asked the study for it), then four resume at once.
@@ -97,6 +106,7 @@ def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir,
         assert code == 0 and "Traceback" not in err, err
     trials = study(storage)
     check_study(trials, 10)
+    check_records(trials, tmp_path)
     assert [t.number for t in trials if interrupted(t)] == [cut.number]
     assert trials[cut.number].user_attrs["qd_reason"] == "interrupted (its process died)"
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
 from conftest import ROOT, run_cli, study_trials, sweep_metrics
@@ -102,39 +100,6 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
         assert not list(tmp_path.glob(".submission.*")), f"killed at {event}: recover left a staging folder"
     assert run_cli(promote, tmp_path).returncode == 0
     assert digest(tmp_path / "submission") == new
-
-
-def test_two_workers_share_one_postgres_study_without_losing_or_duplicating_trials(course_dir, tmp_path, postgres):
-    """Each worker runs n_trials minus what the study held when it started; the study holds their sum."""
-
-    def worker(seed: int) -> subprocess.Popen:
-        # Learning rates that train: a trial that fails here fails because of the sharing.
-        args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=10", "train.eval_every=10",
-                "+sweep=densenet_lr", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
-                f"hydra.sweeper.storage={postgres}", "hydra.sweeper.study_name=shared",
-                "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
-        return start(args, tmp_path)
-
-    shares = []
-    for proc in [worker(1), worker(2)]:
-        out, err = proc.communicate(timeout=400)
-        assert proc.returncode == 0, err.decode()
-        started = r"^(?:new study shared: (\d+) trials|resuming study shared: .*, (\d+)) to run$"
-        share = re.search(started, out.decode(), re.M)
-        shares.append(int(share.group(1) or share.group(2)) if share else 0)
-        assert share or "already holds 4 trials of 4; nothing to run" in out.decode(), out.decode()
-    assert shares[0] == 4 or shares[1] == 4, "the first to start runs all it asked for"
-    trials = optuna.load_study(study_name="shared", storage=postgres).get_trials()
-    records = sweep_metrics(tmp_path)
-    assert sorted(t.number for t in trials) == list(range(sum(shares))), "the totals add up, numbered once each"
-    assert all(t.state.name == "COMPLETE" for t in trials), [t.user_attrs.get("qd_reason") for t in trials]
-    assert sorted(r["trial"] for r in records) == list(range(sum(shares))), "every trial recorded once"
-    assert len({r["job_dir"] for r in records}) == sum(shares)
-    for r in records:
-        assert (
-            trials[r["trial"]].user_attrs["job_dir"] == r["job_dir"] and trials[r["trial"]].value == r["best_dev_acc"]
-        )
-    assert len({r["pid"] for r in records}) == (2 if min(shares) else 1), "each worker ran its share"
 
 
 def test_a_200_trial_sweep_stays_consistent_and_flat_in_memory(course_dir, tmp_path):

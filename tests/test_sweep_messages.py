@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -130,23 +128,6 @@ def test_a_single_run_says_where_it_wrote_and_m_may_come_last(course_dir, tmp_pa
                     f"hydra.sweeper.n_trials={n_trials}", "-m")  # fmt: skip
         assert last.returncode == 0, last.stderr
         assert re.fullmatch(started, ours(last.stdout)[0]), last.stdout
-
-
-@pytest.mark.slow
-def test_ctrl_c_is_one_line(course_dir, tmp_path):
-    args = [sys.executable, str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
-            "train.steps=1000000", "hydra.sweeper.n_trials=2"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("outputs/sweeps/densenet_lr/*/0/densenet.log")):
-        assert time.time() < deadline and proc.poll() is None, "the first trial never started training"
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert err == ("\ninterrupted: the trials that finished are kept; run the same command again to resume a "
-                   "sweep\n")  # fmt: skip
 
 
 def test_the_help_lists_the_sweep_presets_only(tmp_path):
