@@ -7,6 +7,7 @@ import getpass
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +43,14 @@ def run_cli(
     """Run `python <args>` from `cwd` with the repository importable, and `env` added; capture its output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    """A process as a terminal starts it, the repository importable: Ctrl-C (SIGINT) as Python expects it, even
+    where this test's own runner ignores it (a background job of a script)."""
+    return subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 TINY_BEST = "model.width=8"  # a best model small enough for quick tests

@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, sweep_metrics
+from conftest import ROOT, start, sweep_metrics
 
 pytestmark = pytest.mark.slow
 # A finite space (6 x 2 sets) where two processes seeded alike would repeat each other at once.
@@ -28,14 +28,6 @@ def sweep_argv(data: Path, storage: str, n_trials: int, *extra: str) -> list[str
     return [sys.executable, str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={data}",
             f"hydra.sweeper.storage='{storage}'", "hydra.sweeper.study_name=shared",
             f"hydra.sweeper.n_trials={n_trials}", "train.eval_every=10", *SPACE, *extra]  # fmt: skip
-
-
-def start(argv: list[str], cwd: Path) -> subprocess.Popen:
-    """A process as a terminal starts it: Ctrl-C (SIGINT) as Python expects it, even where this test's own runner
-    ignores it (a background job of a script)."""
-    return subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
 def run_at_once(argvs: list[list[str]], cwd: Path) -> list[tuple[int, str, str]]:

@@ -4,12 +4,16 @@ writes into another program's database; each failure is one line with hints that
 from __future__ import annotations
 
 import hashlib
+import random
+import signal
 import sqlite3
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start
 
 NOT_A_STUDY = "not an Optuna study database (it holds other tables); expected the storage of a sweep's study"
 
@@ -68,3 +72,44 @@ def test_a_sweep_of_fewer_than_one_trial_is_refused_before_anything_is_created(c
     assert (result.returncode, result.stderr) == (2, f"error: hydra.sweeper.n_trials={n_trials}: expected the "
                                                      "study's number of trials, 1 or more\n")  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+# A job's trial reporting as fast as it can (every write a transaction of its own) until Ctrl-C; then what the
+# sweeping process does once the job is cut: mark the trial through its own connection, which must find the
+# database free (a second's busy wait, not the 60 s a lock left behind would need).
+CUT_WHILE_WRITING = """
+import sys
+from qd.core.interrupt import exit_on_ctrl_c
+from qd.experiment.lean_optuna import optuna
+from qd.experiment.storage import open_for_sweep
+from qd.experiment.trial import job_storage, running_trial
+
+url = sys.argv[1]
+sweeper = open_for_sweep(url)
+number = optuna.create_study(study_name="cut", storage=sweeper).ask().number
+with exit_on_ctrl_c("interrupted"):
+    trial = running_trial(job_storage(url), "cut", number)
+    step = 0
+    try:
+        print("writing", flush=True)
+        while True:
+            trial.report(0.5, step)
+            step += 1
+    except KeyboardInterrupt:
+        sweeper.set_trial_user_attr(trial._trial_id, "cut_at", step)
+        print("marked", flush=True)
+        raise
+"""
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_while_the_study_is_written_leaves_its_database_free_for_the_clean_up(tmp_path):
+    rng = random.Random(0)
+    for attempt in range(10):
+        url = f"sqlite:///{tmp_path}/cut{attempt}.db?timeout=1"
+        job = start([sys.executable, "-c", CUT_WHILE_WRITING, url], tmp_path)
+        assert job.stdout.readline() == "writing\n", job.communicate()
+        time.sleep(rng.uniform(0.05, 0.5))
+        job.send_signal(signal.SIGINT)
+        out, err = job.communicate(timeout=30)
+        assert (job.returncode, out, err) == (130, "marked\n", "\ninterrupted\n"), attempt

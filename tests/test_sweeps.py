@@ -226,18 +226,19 @@ def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monke
     import optuna
     from omegaconf import OmegaConf
 
+    from qd.experiment.storage import HeldStorage
     from qd.experiment.trial import JOB_DIR, SweepTrial
 
     storage = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name="s", storage=storage)
     asked = [study.ask() for _ in range(3)]
-    opened, real_init = [], optuna.storages.RDBStorage.__init__
+    opened, real_init = [], HeldStorage.__init__
 
     def counted_init(self, url, *args, **kwargs):
         opened.append(url)
         real_init(self, url, *args, **kwargs)
 
-    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", counted_init)
+    monkeypatch.setattr(HeldStorage, "__init__", counted_init)
     for number in (2, 0):
         hc = OmegaConf.create({"sweeper": {"study_name": "s", "storage": storage},
                                "runtime": {"output_dir": str(tmp_path / str(number))}})  # fmt: skip

@@ -4,6 +4,11 @@ Python raises KeyboardInterrupt only between bytecodes of the main thread: a mai
 call (SQLite's busy wait on a locked database, a long import) would go on for as long. A watcher thread hears the
 signal at once (the interpreter writes each signal to a wakeup file descriptor) and, should the process still run
 DEADLINE_S later (stuck, or still cleaning up), prints the line and ends it.
+
+Ctrl-C waits for the end of a `held` section, such as a call into the study's database: a KeyboardInterrupt raised
+inside SQLAlchemy can leave its connection in a transaction that keeps SQLite's lock (or a PostgreSQL row's), and
+the clean-up that marks the cut trials interrupted would wait for that lock until the deadline ended the process,
+the trials still running. The deadline counts from the signal, held or not.
 """
 
 from __future__ import annotations
@@ -17,6 +22,33 @@ from typing import Iterator
 
 DEADLINE_S = 2.5  # after Ctrl-C, the longest the process lives on (its clean-up included)
 EXIT_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C ended
+
+
+class _Hold:
+    """How deep the main thread is in held sections, and whether a Ctrl-C waits for them to end."""
+
+    depth = 0
+    pending = False
+
+
+_hold = _Hold()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Within the block, in the main thread, a Ctrl-C waits for the block's end (at most the deadline) and is raised
+    there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _hold.depth += 1
+    try:
+        yield
+    finally:
+        _hold.depth -= 1
+        if not _hold.depth and _hold.pending:
+            _hold.pending = False
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
 
 
 @contextlib.contextmanager
@@ -41,9 +73,13 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
         os._exit(EXIT_STATUS)
 
     def on_sigint(signum: int, frame: object) -> None:
-        if not hit.is_set():  # a second Ctrl-C does not cut the clean-up of the first
-            hit.set()
-            raise KeyboardInterrupt
+        if hit.is_set():  # a second Ctrl-C does not cut the clean-up of the first
+            return
+        if _hold.depth:
+            _hold.pending = True
+            return
+        hit.set()
+        raise KeyboardInterrupt
 
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from qd.core.errors import QDError, config_terms, disk_errors, exit_on_user_error
+from qd.core.interrupt import held
 from qd.core.job import QUICK_TRIALS, quick, quick_train
 from qd.experiment import slurm, workers
 from qd.experiment.conf import CONF_DIR
@@ -123,14 +124,21 @@ def check_types(model: str, job: dict, overrides: list[str]) -> None:
             raise QDError(f"{override.input_line}: expected {expected}, such as {default}")
 
 
+def check_training(job: dict, model: bool) -> None:
+    """Check the job's device and training options (and its model's, where `model`): QDError. Torch is imported with
+    Ctrl-C held: a KeyboardInterrupt raised where its import's C++ calls back into Python aborts the process
+    (`terminate called after throwing an instance of 'pybind11::error_already_set'`)."""
+    with held():
+        from qd.core.runtime import resolve_device
+        from qd.core.train import check_options
+    resolve_device(job["train"]["device"])
+    check_options(job, model=model)
+
+
 def run_one(cfg: DictConfig, job: dict, context: HydraContext) -> None:
     """A single run: its device and options checked, its data prepared, then Hydra's job runner (its folder,
     .hydra/, logging) and the task."""
-    from qd.core.runtime import resolve_device
-    from qd.core.train import check_options
-
-    resolve_device(job["train"]["device"])
-    check_options(job)
+    check_training(job, model=True)
     prepare_data(job)
     out = cfg.hydra.run.dir
     with disk_errors(out, f"{out} keeps what the run had written"):
@@ -146,21 +154,20 @@ def run_sweep(cfg: DictConfig, job: dict, context: HydraContext) -> None:
     qd_sweep = is_qd_sweep(cfg.hydra)
     parallel = workers.is_parallel(cfg.hydra)
     if not parallel:
-        from qd.core.runtime import resolve_device
-        from qd.core.train import check_options
-
-        resolve_device(job["train"]["device"])
-        check_options(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
+        check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
     if qd_sweep:
         prepare_data(job)
-    warming = workers.warm(cfg.hydra.launcher, job) if parallel else ()
+    warming = None
     try:
+        if parallel:
+            with held():  # the executor's processes and semaphores made whole, or nothing stops them
+                warming = workers.warm(cfg.hydra.launcher, job)
         if qd_sweep:  # Optuna without its plotting libraries, before the sweeper's config (its sampler) imports it
             from qd.experiment.trial import make_pruner
 
             make_pruner(job.get("pruning"))
         sweeper = Plugins.instance().instantiate_sweeper(config=cfg, hydra_context=context, task_function=task)
-        for _ in warming:  # a worker's QDError is raised here, before anything is written
+        for _ in warming or ():  # a worker's QDError is raised here, before anything is written
             pass
         database = contextlib.nullcontext()
         if qd_sweep:

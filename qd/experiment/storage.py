@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import inspect
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from qd.core.errors import QDError
+from qd.core.interrupt import held
 from qd.experiment.lean_optuna import optuna
 
 T = TypeVar("T")
@@ -43,7 +46,26 @@ def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
     ours, theirs = _tables(url) if not path or path.exists() else (set(), set())
     if theirs and not REQUIRED_TABLES <= ours:
         raise not_a_study_database(url)
-    return with_retries(url, lambda: optuna.storages.RDBStorage(url))
+    return with_retries(url, lambda: HeldStorage(url))
+
+
+class HeldStorage(optuna.storages.RDBStorage):
+    """Optuna's storage, each of its calls held whole against Ctrl-C (qd.core.interrupt.held): a KeyboardInterrupt
+    raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback."""
+
+
+def _held(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(*args: object, **kwargs: object) -> object:
+        with held():
+            return method(*args, **kwargs)
+
+    return call
+
+
+for _name, _method in vars(optuna.storages.RDBStorage).items():
+    if inspect.isfunction(_method):
+        setattr(HeldStorage, _name, _held(_method))
 
 
 def open_readonly(url: str) -> optuna.storages.RDBStorage:
@@ -56,7 +78,7 @@ def open_readonly(url: str) -> optuna.storages.RDBStorage:
     if not REQUIRED_TABLES <= _tables(url)[0]:
         raise not_a_study_database(url)
     engine_url, engine_kwargs = _readonly(url)
-    return with_retries(url, lambda: optuna.storages.RDBStorage(engine_url, engine_kwargs=engine_kwargs))
+    return with_retries(url, lambda: HeldStorage(engine_url, engine_kwargs=engine_kwargs))
 
 
 def _readonly(url: str) -> tuple[str, dict]:
@@ -76,16 +98,18 @@ def _tables(url: str) -> tuple[set[str], set[str]]:
     """The tables of the database `url` names, read without writing anything: Optuna's (their names and columns), and
     any other program's."""
     from optuna.storages._rdb.models import BaseModel
-    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import create_engine
+    from sqlalchemy import inspect as inspect_database
 
     def read() -> dict[str, set[str]]:
         engine_url, engine_kwargs = _readonly(url)
         engine = create_engine(engine_url, **engine_kwargs)
-        try:
-            found = inspect(engine)
-            return {name: {c["name"] for c in found.get_columns(name)} for name in found.get_table_names()}
-        finally:
-            engine.dispose()
+        with held():
+            try:
+                found = inspect_database(engine)
+                return {name: {c["name"] for c in found.get_columns(name)} for name in found.get_table_names()}
+            finally:
+                engine.dispose()
 
     schema = {name: {c.name for c in table.columns} for name, table in BaseModel.metadata.tables.items()}
     schema["alembic_version"] = {"version_num"}
@@ -181,7 +205,7 @@ def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator
         yield
         return
     key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-    with storage.engine.connect() as connection:
+    with held(), storage.engine.connect() as connection:  # the connection's statements whole; the wait is short
         _poll(lambda: connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
         try:
             yield

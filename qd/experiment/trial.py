@@ -15,6 +15,7 @@ from qd.core.errors import Pruned, QDError, config_terms, disk_error, one_line
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.processes import this_process, watch_parent
+from qd.experiment.storage import HeldStorage
 
 # A trial's user attributes: the sweeping process that asked for it (`host:pid`); its job's folder and process,
 # and its Slurm job where it runs under Slurm; how a job that ended early ended, and why.
@@ -42,7 +43,7 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
 def job_storage(url: str) -> optuna.storages.RDBStorage:
     """The study database as this process's jobs open it: once a process, not once a job (a worker process runs
     many jobs, and each opening builds an engine and checks the schema)."""
-    return optuna.storages.RDBStorage(url)
+    return HeldStorage(url)
 
 
 def running_trial(storage: optuna.storages.RDBStorage, study_name: str, number: int,

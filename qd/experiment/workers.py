@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +25,7 @@ def is_parallel(hydra_cfg: DictConfig) -> bool:
     return "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
 
 
-def warm(launcher: DictConfig, job: dict) -> Iterator[None]:
+def warm(launcher: DictConfig, job: dict) -> Generator[None, None, None]:
     """Start the launcher's workers and warm each: the same joblib options as the launcher's own batches, so that
     they go to these processes. Iterating the result waits for the workers; a settings error is raised there
     (QDError)."""
@@ -57,13 +57,15 @@ def warm_worker(job: dict, sweeper: int) -> None:
         load_split(job["data"]["dir"], split)
 
 
-def stop(warming: Iterator[None]) -> None:
+def stop(warming: Generator[None, None, None] | None) -> None:
     """Stop the workers once the sweep has ended, however it ended: killed, they skip the interpreter's teardown of
-    torch. The warm-up (`warming`) is given up quietly where an interrupt cut it (joblib would warn of its tasks)."""
+    torch. The warm-up (`warming`, None where it never began) is given up quietly where an interrupt cut it (joblib
+    would warn of its tasks)."""
     from joblib.externals.loky import get_reusable_executor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        warming.close()
+        if warming is not None:
+            warming.close()
     get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
 
