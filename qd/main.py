@@ -12,6 +12,7 @@ from qd.core.interrupt import exit_on_ctrl_c
 
 INTERRUPTED_SWEEP = "interrupted: the trials that finished are kept; run the same command again to resume a sweep"
 INTERRUPTED_RUN = "interrupted: the run stopped; its folder keeps what it had written"
+INTERRUPTED_COURSE = "interrupted: the command stopped; each file it had written is whole, and none is half-written"
 
 
 def main(model: str, argv: list[str] | None = None) -> None:
@@ -22,8 +23,9 @@ def main(model: str, argv: list[str] | None = None) -> None:
 
 def run(model: str, argv: list[str]) -> None:
     if cli.is_course_command(argv):
-        course_data(model, argv)
-        cli.main(model, argv)
+        with exit_on_ctrl_c(INTERRUPTED_COURSE):
+            course_data(model, argv)
+            cli.main(model, argv)
         return
     sweep = any(a in ("-m", "--multirun") or a.lstrip("+").startswith("sweep=") for a in argv)
     with exit_on_ctrl_c(INTERRUPTED_SWEEP if sweep else INTERRUPTED_RUN), exit_on_user_error():

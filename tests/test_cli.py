@@ -3,12 +3,16 @@
 import json
 import re
 import shlex
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start
+from qd.main import INTERRUPTED_COURSE
 
 STAMPED = re.compile(r"^\d{12}_(densenet|convnet|bestmodel)\.(pt|log|json)$")
 
@@ -185,6 +189,22 @@ def test_a_course_command_ends_at_once_its_output_and_files_complete(workdir):
     (log,) = (workdir / "log_files").iterdir()
     assert log.read_text().splitlines()[-1].startswith("20,")
     assert json.loads(next((workdir / "model_files").glob("*.json")).read_text())["state"] == "complete"
+
+
+def test_ctrl_c_in_a_course_training_is_one_line_and_leaves_only_whole_files(workdir):
+    train = start([sys.executable, str(ROOT / "main_densenet.py"), "--mode", "train", "--LR", "0.001", "--bs", "50",
+                   "--epochs", "100000"], workdir)  # fmt: skip
+    deadline = time.time() + 120
+    while not [p for p in workdir.glob("log_files/*.log") if len(p.read_text().splitlines()) > 2]:
+        assert time.time() < deadline and train.poll() is None, train.communicate()
+        time.sleep(0.05)
+    train.send_signal(signal.SIGINT)
+    out, err = train.communicate(timeout=30)
+    assert (train.returncode, err) == (130, f"\n{INTERRUPTED_COURSE}\n"), out
+    (log,) = (workdir / "log_files").iterdir()
+    rows = log.read_text().split("\n")
+    assert rows[-1] == "" and len({row.count(",") for row in rows[:-1]}) == 1, "whole rows"
+    assert all(STAMPED.match(p.name) for p in (workdir / "model_files").iterdir()), "no temporary file, no densenet.pt"
 
 
 def test_without_the_course_files_the_error_names_the_command_on_the_real_drawings_and_it_runs(tmp_path):
