@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,8 +58,9 @@ def check_study(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
     assert not unfinished, unfinished
     sets = [tuple(sorted(t.params.items())) for t in usable]
     assert len(set(sets)) == len(sets), f"repeated parameter sets: {sorted(sets)}"
-    for t in filter(interrupted, trials):
-        assert sets.count(tuple(sorted(t.params.items()))) == 1, f"trial {t.number} did not run again exactly once"
+    for t in filter(interrupted, trials):  # (one cut before its values were drawn has none to run again with)
+        again = [u for u in usable if t.params.items() <= u.params.items()] if t.params else [None]
+        assert len(again) == 1, f"trial {t.number} did not run again exactly once"
 
 
 def check_records(trials: list[optuna.trial.FrozenTrial], workdir: Path) -> None:
@@ -84,10 +86,10 @@ def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir,
     check_records(study(storage), tmp_path)
     assert sum(len(re.findall(r"^trial \d+: dev accuracy", out, re.M)) for _, out, _ in results) == 6
 
-    # A sweep killed while its trial runs (it has asked the study for it), then four resume at once.
+    # A sweep killed while its trial's job runs, then four resume at once.
     killed = start(sweep_argv(course_dir, storage, 8, "train.steps=20"), tmp_path)
     deadline = time.time() + 120
-    while not [t for t in study(storage) if t.state.name == "RUNNING"]:
+    while not [t for t in study(storage) if t.state.name == "RUNNING" and "job_dir" in t.user_attrs]:
         assert time.time() < deadline and killed.poll() is None, killed.communicate()
         time.sleep(0.05)
     killed.kill()
@@ -101,6 +103,55 @@ def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir,
     check_records(trials, tmp_path)
     assert [t.number for t in trials if interrupted(t)] == [cut.number]
     assert trials[cut.number].user_attrs["qd_reason"] == "interrupted (its process died)"
+
+
+# `python KILLER K SCRIPT ARGS...`: SCRIPT, killed with SIGKILL right after the Kth commit (0: the first) since the
+# commit that inserted its first trial.
+KILLER = """
+import os, runpy, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+kill_at, commits = int(sys.argv[1]), None
+
+@event.listens_for(Engine, "after_cursor_execute")
+def inserted(connection, cursor, statement, *_):
+    global commits
+    if commits is None and statement.lstrip().upper().startswith("INSERT INTO TRIALS "):
+        commits = -1
+
+@event.listens_for(Session, "after_commit")
+def committed(session):
+    global commits
+    if commits is not None:
+        commits += 1
+        if commits == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_sweep_killed_at_any_commit_of_asking_for_its_trial_leaves_it_to_the_next_run(course_dir, tmp_path):
+    """Four sweeps, each on a study of its own, killed right after the 0th to 3rd commit since it created its trial:
+    a running trial names its sweeping process from the start, so the next run marks it interrupted and completes
+    the study, instead of counting it as running forever."""
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    storages = [f"sqlite:///{tmp_path}/{k}.db?timeout=60" for k in range(4)]
+    argvs = [sweep_argv(course_dir, storage, 1, "train.steps=20") for storage in storages]
+    killed = [start([a[0], str(killer), str(k), *a[1:]], tmp_path) for k, a in enumerate(argvs)]
+    for k, (process, storage) in enumerate(zip(killed, storages, strict=True)):
+        process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, k
+        names = {t.user_attrs.get("sweeper") for t in study(storage) if t.state.name == "RUNNING"}
+        assert names <= {f"{socket.gethostname()}:{process.pid}"}, (k, names)
+    for code, _, err in run_at_once(argvs, tmp_path):
+        assert code == 0 and "Traceback" not in err, err
+    for storage in storages:
+        check_study(study(storage), 1)
 
 
 def test_two_slurm_jobs_each_running_a_sweep_share_one_study(slurm, postgres, course_dir, tmp_path):

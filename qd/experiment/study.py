@@ -184,10 +184,23 @@ class Share:
             self._tidy()
             if len(taken(self.fresh())) >= self.n_trials:
                 return None
-            trial = self.study.ask()
+            trial = self._ask()
             self.running.add(trial.number)
-            trial.set_user_attr(SWEEPER, this_process())
             return trial, self.space.draw(trial)
+
+    def _ask(self) -> optuna.Trial:
+        """study.ask, with the trial naming this process from its first write: a process killed at any instant
+        leaves no running trial that names no process (which no other could tell from one being asked for now).
+        A queued trial is named, then run; a new one is created named."""
+        storage, me = self.study._storage, this_process()  # Optuna's cache of the study, which its sampler reads
+        storage.read_trials_from_remote_storage(self.study_id)  # as study.ask does: other processes' trials
+        for queued in self.fresh(TrialState.WAITING):
+            trial_id = self._id(queued.number)
+            storage.set_trial_user_attr(trial_id, SWEEPER, me)
+            if storage.set_trial_state(trial_id, TrialState.RUNNING):
+                return optuna.Trial(self.study, trial_id)
+        named = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={SWEEPER: me})
+        return optuna.Trial(self.study, storage.create_new_trial(self.study_id, named))
 
     def tell(self, trial: optuna.Trial, value: float | None, error: BaseException | None) -> str:
         """Tell the study how the trial's job ended (its own words in the trial's attributes first: pruned, failed,
