@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from qd.bench.helptime import help_commands
+from qd.bench.helptime import help_commands, seconds
 from qd.deliver.bundle import MAIN, core_modules, flatten
 
 HEAVY = ("torch", "pandas", "matplotlib", "optuna")
@@ -32,6 +32,12 @@ def test_help_answers_before_the_heavy_imports(argv):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: " if argv[0] == "-m" else f"{argv[0].rpartition('/')[2]}: train a ")
     assert re.findall(rf"\|\s+({'|'.join(HEAVY)})$", result.stderr, re.M) == []
+
+
+def test_helptime_runs_a_command_from_an_empty_folder_and_names_a_wrong_exit():
+    assert seconds(["-m", "qd", "data", "--help"], 1, 0) > 0
+    with pytest.raises(SystemExit, match=r"^error: python -m qd data --help exited 0, not 2: no message$"):
+        seconds(["-m", "qd", "data", "--help"], 1, 2)
 
 
 def closed_pipe(argv: list[str], cwd) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import subprocess
 import sys
@@ -48,12 +49,14 @@ def config_checks() -> list[list[str]]:
 
 
 def seconds(argv: list[str], repeat: int, status: int) -> float:
-    """The median wall time of `repeat` runs of `python <argv>` in an empty folder, each to exit `status`."""
+    """The median wall time of `repeat` runs of `python <argv>` in an empty folder, each to exit `status`; qd is
+    found as from its checkout (PYTHONPATH), installed or not."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     times = []
     with tempfile.TemporaryDirectory() as empty:
         for _ in range(repeat):
             start = time.perf_counter()
-            result = subprocess.run([sys.executable, *argv], cwd=empty, stdout=subprocess.DEVNULL,
+            result = subprocess.run([sys.executable, *argv], cwd=empty, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
             times.append(time.perf_counter() - start)
             if result.returncode != status:
