@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LEARNING, ROOT, ours, run_cli, study_trials
+from qd.experiment.app import torch_built_for_gpu
 
 HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "Traceback", "Joblib.Parallel")
 
@@ -54,6 +55,7 @@ REFUSALS = [
     (["+sweep=densenet_lr", "hydra.sweeper.n_trials=two"],
      "error: hydra.sweeper.n_trials=two: Value 'two' of type 'str' could not be converted to Integer"),
     (["train.stpes=50"], "error: train.stpes=50: no such setting; did you mean train.steps?"),
+    (["train.device=tpu"], "error: train.device: got 'tpu'; expected auto, cpu or cuda"),
     (["+sweep=densenet_lr", "hydra.sweeper.n_trails=3"],
      "error: hydra.sweeper.n_trails=3: no such setting; did you mean hydra.sweeper.n_trials?"),
     (["model=bestmodel"], "error: model=bestmodel: main_densenet.py trains the densenet model; for bestmodel run "
@@ -83,6 +85,17 @@ def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(co
     assert result.returncode == 2, result.stderr
     assert result.stderr == expected + "\n"
     assert list(tmp_path.iterdir()) == [], "no outputs, no database"
+
+
+@pytest.mark.skipif(torch_built_for_gpu(), reason="a torch built for CUDA or ROCm asks its driver, after its import")
+def test_cuda_on_a_cpu_only_torch_is_refused_before_torch_is_imported(tmp_path):
+    result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "main_densenet.py"), "data=real_sample",
+                             "train.device=cuda"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: train.device=cuda: no CUDA device is available; use auto or cpu"
+    assert re.findall(r"\|\s+torch$", result.stderr, re.M) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -28,6 +28,14 @@ class SweepFailed(BaseException):
     handling of a failed trial; main_<model>.py prints its message alone."""
 
 
+def check_device(name: str, cuda: bool) -> None:
+    """`train.device`, given whether a CUDA device may be used: QDError naming the setting."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise QDError(f"train.device: got {name!r}; expected auto, cpu or cuda")
+    if name == "cuda" and not cuda:
+        raise QDError("train.device=cuda: no CUDA device is available; use auto or cpu")
+
+
 @contextlib.contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a QDError into `error: <message>` on stderr and exit status 2, like argparse."""

@@ -10,17 +10,14 @@ import torch
 
 from qd.core.cores import auto_threads
 from qd.core.cpu import cap_onednn
-from qd.core.errors import QDError
+from qd.core.errors import check_device
 
 
 def resolve_device(name: str) -> torch.device:
     """`train.device`: auto (CUDA when present), cpu or cuda."""
+    check_device(name, cuda=name != "cuda" or torch.cuda.is_available())
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise QDError("train.device=cuda: no CUDA device is available; use auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise QDError(f"train.device: got {name!r}; expected auto, cpu or cuda")
     return torch.device(name)
 
 

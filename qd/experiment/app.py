@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib.util
 import math
 import os
 import re
+import runpy
 import shlex
 import sys
 import time
@@ -30,7 +32,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, config_terms, disk_errors, exit_on_user_error
+from qd.core.errors import QDError, check_device, config_terms, disk_errors, exit_on_user_error
 from qd.core.interrupt import held
 from qd.core.job import QUICK_TRIALS, quick, quick_train
 from qd.experiment import slurm, workers
@@ -90,6 +92,7 @@ def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> Non
         raise QDError(f"model={job['model']['name']}: main_{model}.py trains the {model} model; for "
                       f"{job['model']['name']} run main_{job['model']['name']}.py")  # fmt: skip
     check_types(model, job, [a for a in argv if a not in MULTIRUN_FLAGS])
+    check_device(job["train"]["device"], cuda=torch_built_for_gpu())
     check_data_option(job)
     if cfg.hydra.mode == RunMode.MULTIRUN and is_qd_sweep(cfg.hydra):
         check_sweeper(cfg.hydra)
@@ -99,6 +102,16 @@ def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> Non
         instead = shlex.join(["python", f"main_{model}.py", *argv, "data=real_sample"])
         check_course_data(Path(job["data"]["dir"]), ("train", "dev"),
                           f"{instead} (with the course's flags: --dataDir data/real_sample)")  # fmt: skip
+
+
+def torch_built_for_gpu() -> bool:
+    """Whether the installed torch was built for CUDA or ROCm, read from its version.py without importing it (about
+    1.2 s): a CPU-only build never has a CUDA device; a GPU build asks the driver, later (check_training)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # no torch to read: its import, later, says so
+    built = runpy.run_path(os.path.join(spec.submodule_search_locations[0], "version.py"))
+    return bool(built.get("cuda") or built.get("hip"))
 
 
 def check_types(model: str, job: dict, overrides: list[str]) -> None:
