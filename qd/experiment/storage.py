@@ -49,11 +49,6 @@ def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
     return with_retries(url, lambda: HeldStorage(url))
 
 
-class HeldStorage(optuna.storages.RDBStorage):
-    """Optuna's storage, each of its calls held whole against Ctrl-C (qd.core.interrupt.held): a KeyboardInterrupt
-    raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback."""
-
-
 def _held(method: Callable) -> Callable:
     @functools.wraps(method)
     def call(*args: object, **kwargs: object) -> object:
@@ -63,9 +58,17 @@ def _held(method: Callable) -> Callable:
     return call
 
 
-for _name, _method in vars(optuna.storages.RDBStorage).items():
-    if inspect.isfunction(_method):
-        setattr(HeldStorage, _name, _held(_method))
+def _each_call_held(cls: type) -> type:
+    for name, method in vars(optuna.storages.RDBStorage).items():
+        if inspect.isfunction(method):
+            setattr(cls, name, _held(method))
+    return cls
+
+
+@_each_call_held
+class HeldStorage(optuna.storages.RDBStorage):
+    """Optuna's storage, each of its calls held whole against Ctrl-C (qd.core.interrupt.held): a KeyboardInterrupt
+    raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback."""
 
 
 def open_readonly(url: str) -> optuna.storages.RDBStorage:
