@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -12,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, study_trials, sweep_metrics
+from conftest import ROOT, run_cli, start, study_trials, sweep_metrics
 
 pytestmark = pytest.mark.slow
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_kill_9_mid_training_leaves_no_checkpoint_and_a_log_of_whole_rows(course_dir, tmp_path):
@@ -27,7 +21,7 @@ def test_kill_9_mid_training_leaves_no_checkpoint_and_a_log_of_whole_rows(course
             "--bs", "50", "--epochs", "100000"]  # fmt: skip
     (tmp_path / "model_files").mkdir()
     (tmp_path / "model_files/densenet.pt").write_bytes(b"the user's previous checkpoint")
-    proc = start(args, tmp_path)
+    proc = start([sys.executable, *args], tmp_path)
     deadline = time.time() + 120
     while (
         not list((tmp_path / "log_files").glob("*.log"))
@@ -91,7 +85,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
               "two fifths in": after(0.4), "three fifths in": after(0.6)}  # fmt: skip
     for event, happened in events.items():
         began = time.time()
-        running = kill_when(start(promote, tmp_path), happened)
+        running = kill_when(start([sys.executable, *promote], tmp_path), happened)
         assert running or event.startswith("code.zip"), f"promotion ended before {event}"
         recover = "from pathlib import Path; from qd.deliver.swap import recover; recover(Path('submission'))"
         recovered = run_cli(["-c", recover], tmp_path)
