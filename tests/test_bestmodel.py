@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import ROOT, tiny_config
-from qd.bench.accuracy import perturbed, run_fold, split_of, stratified_folds
+from qd.bench.folds import perturbed, run_fold, split_of, stratified_folds
 from qd.core.checkpoint import LIMITS
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError

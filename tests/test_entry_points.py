@@ -16,16 +16,9 @@ from qd.bench.helptime import help_commands, seconds
 from qd.deliver.bundle import MAIN, core_modules, flatten
 
 HEAVY = ("torch", "pandas", "matplotlib", "optuna")
-# Benchmarks that import torch before parsing their arguments (issue 28 leaves them to their owners).
-HEAVY_HELP = [["-m", "qd.bench", name, "--help"] for name in ("accuracy", "speed", "cuda")]
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason="imports torch first")) if a in HEAVY_HELP
-     else a for a in help_commands()],  # fmt: skip
-    ids=lambda a: " ".join(x.rpartition("/")[2] for x in a),
-)
+@pytest.mark.parametrize("argv", help_commands(), ids=lambda a: " ".join(x.rpartition("/")[2] for x in a))
 def test_help_answers_before_the_heavy_imports(argv):
     """qd.bench helptime times these; here, what makes them fast: none of torch, pandas, matplotlib, optuna."""
     result = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=ROOT, capture_output=True, text=True)

@@ -12,6 +12,7 @@ import torch
 from conftest import ROOT, run_cli
 from qd.bench.cuda import compare
 from qd.bench.load import DISTURBED, least_disturbed, load_cell
+from qd.bench.paths import measure, write_checkpoints
 from qd.bench.phases import COLUMNS
 from qd.bench.pruning import pruning_table
 from qd.bench.speed import (
@@ -21,11 +22,9 @@ from qd.bench.speed import (
     course_args,
     floor_table,
     main,
-    measure,
     run_path,
     speed_table,
     threads_table,
-    write_checkpoints,
 )
 from qd.bench.starter import baseline_load
 from qd.core.cpu import describe_cpu

@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+from typing import TYPE_CHECKING
 
-import torch
-
-from qd.bench.accuracy import split_of, stratified_folds
 from qd.bench.load import least_disturbed, load_cell
-from qd.core.data import Split
 from qd.core.defaults import DEFAULTS
-from qd.core.train import fit
-from qd.datasets.real import load_real
+
+if TYPE_CHECKING:
+    from qd.core.data import Split
 
 MODELS = ("densenet", "convnet", "bestmodel")
 TOLERANCE = 0.02  # largest accepted difference of dev accuracy between the devices
@@ -29,6 +27,8 @@ TOLERANCE = 0.02  # largest accepted difference of dev accuracy between the devi
 
 def run(model: str, device: str, steps: int, train: Split, dev: Split) -> tuple[float, float]:
     """Dev accuracy and training seconds of `model` trained `steps` on `device`."""
+    from qd.core.train import fit
+
     cfg = copy.deepcopy(DEFAULTS[model])
     cfg["train"].update(steps=steps, eval_every=steps, device=device)
     result = fit(cfg, train, dev)
@@ -37,6 +37,11 @@ def run(model: str, device: str, steps: int, train: Split, dev: Split) -> tuple[
 
 def compare(steps: int, device: str = "cuda") -> list[str]:
     """Print the table of each model on the CPU and on `device`; return the models whose accuracies disagree."""
+    import torch
+
+    from qd.bench.folds import split_of, stratified_folds
+    from qd.datasets.real import load_real
+
     images, labels = load_real()
     held_out = stratified_folds(labels, 5, seed=0) == 0
     train, dev = split_of(images[~held_out], labels[~held_out]), split_of(images[held_out], labels[held_out])
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qd.bench cuda", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps a model (default 200)")
     args = parser.parse_args(argv)
+    import torch  # after the arguments, so that --help answers at once
+
     if not torch.cuda.is_available():
         built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
         print(f"no CUDA device here (torch {torch.__version__}, {built}): nothing to compare")

@@ -16,7 +16,6 @@ processes against the starter's two; `--breakdown` shows where the time of the c
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -26,25 +25,17 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from qd import ROOT
 from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
 from qd.bench.phases import COLUMNS
-from qd.bench.starter import MODELS, baseline_load, baseline_predict, baseline_train
-from qd.core.accuracies import TRAIN_SAMPLE, scores
-from qd.core.checkpoint import load_model, save_checkpoint
-from qd.core.cpu import CpuInfo, describe_cpu, memory_format, onednn_isa
-from qd.core.data import FILES, Split, load_split
-from qd.core.defaults import DEFAULTS
-from qd.core.predict import predict
-from qd.core.runtime import configure_cpu
-from qd.core.train import build_optimizer, train
+from qd.core.data import FILES
 from qd.datasets.prepare import SYNTHETIC_DIR
 from qd.datasets.synth import write_synthetic
+
+if TYPE_CHECKING:
+    from qd.core.cpu import CpuInfo
 
 # Row -> (what it measures, target ratio baseline/qd).
 ROWS = {
@@ -70,90 +61,6 @@ class Setup:
     retries: int = 2  # reruns of a disturbed run
 
 
-# One measured path in a child process.
-
-
-def weights_path(work: Path, side: str, name: str) -> Path:
-    """Where `side` keeps the model's weights: qd's checkpoint, the starter's state_dict."""
-    return work / "qd" / "model" / f"{name}.pt" if side == "qd" else work / "baseline" / f"{name}.pt"
-
-
-def floor_seconds(name: str, train_split: Split, dev: Split, steps: int) -> float:
-    """The least time any pipeline needs for `steps` of the model's course steps with torch's kernels: the
-    optimizer's set-up, forward, backward and optimizer step on one fixed batch, and the evaluations' forward
-    passes (4,000 training images and the dev set); no sampling, logging or checks. The optimizer, batch size
-    and evaluation interval are the model's defaults (conf/), the memory layout qd's for this CPU."""
-    cfg = DEFAULTS[name]
-    batch = cfg["train"]["batch_size"]
-    xb, yb = train_split.x[:batch], train_split.y[:batch]
-    model = MODELS[name]().to(memory_format=memory_format("auto", torch.device("cpu")))
-    start = time.perf_counter()
-    optimizer = build_optimizer(cfg["optimizer"], model.parameters())
-    for step in range(1, steps + 1):
-        loss = F.cross_entropy(model(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % cfg["train"]["eval_every"] == 0:
-            scores(model, train_split.x[:TRAIN_SAMPLE])
-            scores(model, dev.x)
-    return time.perf_counter() - start
-
-
-def measure(row: str, side: str, data_dir: Path, work: Path, steps: int, threads: int) -> float:
-    """Seconds of one row's path, `side` "baseline" or "qd" (or "floor": floor_seconds), in this process
-    (`threads` 0: its own choice)."""
-    kind, _, name = row.partition(" ")
-    splits = ("train", "dev", "test") if kind == "load" else ("train", "dev") if kind == "train" else ("test",)
-    if threads:
-        torch.set_num_threads(threads)
-    if side == "floor":
-        data = {s: load_split(data_dir, s) for s in splits}
-        configure_cpu(threads)
-        torch.manual_seed(0)
-        return floor_seconds(name, data["train"], data["dev"], steps)
-    if side == "baseline":
-        start = time.perf_counter()
-        data = {s: baseline_load(data_dir, s) for s in splits}
-        if kind == "load":
-            return time.perf_counter() - start
-        torch.manual_seed(0)
-        np.random.seed(0)
-        if kind == "train":
-            start = time.perf_counter()
-            baseline_train(MODELS[name](), data["train"], data["dev"], steps, work / f"baseline_{name}")
-        else:
-            model = MODELS[name]()
-            model.load_state_dict(torch.load(weights_path(work, side, name), weights_only=True))
-            start = time.perf_counter()
-            baseline_predict(model, data["test"][0])
-        return time.perf_counter() - start
-    start = time.perf_counter()
-    data = {s: load_split(data_dir, s) for s in splits}
-    if kind == "load":
-        return time.perf_counter() - start
-    if kind == "train":
-        cfg = copy.deepcopy(DEFAULTS[name])
-        cfg["data"]["dir"] = str(data_dir)
-        cfg["train"].update(steps=steps, threads=threads)
-        start = time.perf_counter()
-        train(cfg, work / f"qd_{name}.log", work / f"qd_{name}.pt")
-    else:
-        configure_cpu(threads)  # as predict_file does, before the model loads
-        model, _ = load_model(weights_path(work, side, name))
-        start = time.perf_counter()
-        predict(model, data["test"].x)
-    return time.perf_counter() - start
-
-
-def _child(spec: str) -> None:
-    """Entry point of a child process: measure the path `spec` (JSON) names; print seconds and threads."""
-    args = json.loads(spec)
-    args["data_dir"], args["work"] = Path(args["data_dir"]), Path(args["work"])
-    seconds = measure(**args)
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}))
-
-
 def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
     """Run `argv`; return its stdout, wall seconds and peak resident memory in MiB."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -172,6 +79,8 @@ def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
 
 def course_args(side: str, name: str, mode: str, s: Setup) -> list[str]:
     """One course process's arguments: qd's `main_<model>.py` and its flags but --mode, or the starter's."""
+    from qd.bench.paths import weights_path
+
     weights, predictions = weights_path(s.work, side, name), s.work / side / f"{name}_predictions.txt"
     if side == "baseline" and mode == "train":
         return [name, str(s.data_dir), str(weights), str(COURSE_LR[name]), str(s.steps)]
@@ -201,7 +110,7 @@ def _run_path(row: str, side: str, s: Setup) -> dict:
                 "threads": s.threads}  # fmt: skip
     spec = {"row": row, "side": side, "data_dir": str(s.data_dir), "work": str(s.work), "steps": s.steps,
             "threads": s.threads}  # fmt: skip
-    code = "import sys; from qd.bench.speed import _child; _child(sys.argv[1])"
+    code = "import sys; from qd.bench.paths import measure_json; measure_json(sys.argv[1])"
     out, _, peak = run_child([sys.executable, "-c", code, json.dumps(spec)], s.threads)
     return {**json.loads(out.splitlines()[-1]), "peak_mib": peak}
 
@@ -211,17 +120,6 @@ def run_path(row: str, side: str, s: Setup) -> dict:
     {"seconds", "peak_mib", "threads", "load"}."""
     result, load = least_disturbed(lambda: _run_path(row, side, s), s.retries)
     return {**result, "load": load}
-
-
-def write_checkpoints(work: Path) -> None:
-    """Untrained densenet and convnet weights for the prediction rows (speed does not depend on weights): qd's
-    checkpoints and the starter's state_dicts."""
-    torch.manual_seed(0)
-    for name, model_class in MODELS.items():
-        model = model_class()
-        save_checkpoint(weights_path(work, "qd", name), model, {"name": name}, meta={})
-        weights_path(work, "baseline", name).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), weights_path(work, "baseline", name))
 
 
 def breakdown(names: list[str], s: Setup) -> dict:
@@ -263,6 +161,10 @@ CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") 
 def cpu_header(cpu: CpuInfo) -> str:
     """The machine every figure was taken on: the CPU's model and instruction sets, the level torch's kernels run
     at, oneDNN, qd's choices for the convolutions, and the environment variables that capped the instruction set."""
+    import torch
+
+    from qd.core.cpu import memory_format, onednn_isa
+
     isa = ", ".join(cpu.isa) or "none of AVX2, AVX-512, AMX, NEON"
     layout = "channels-last" if memory_format("auto", torch.device("cpu"), cpu) == torch.channels_last else "contiguous"
     capped = "; ".join(f"{v}={os.environ[v]}" for v in CAPS if os.environ.get(v)) or "none"
@@ -345,9 +247,9 @@ def floor_table(results: dict, floors: dict, steps: int) -> str:
 
 def compare_threads(repeat: int, s: Setup) -> dict:
     """qd's training of each model at its own thread choice (0), 1 and 2 threads, alternating."""
-    results: dict = {name: {n: [] for n in (0, 1, 2)} for name in MODELS}
+    results: dict = {name: {n: [] for n in (0, 1, 2)} for name in COURSE_LR}
     for r in range(repeat):
-        for name in MODELS:
+        for name in COURSE_LR:
             for n in (0, 1, 2) if r % 2 == 0 else (2, 1, 0):
                 results[name][n].append(run_path(f"train {name}", "qd", replace(s, threads=n)))
                 print(f"[{r + 1}/{repeat}] threads {n or 'auto'} {name}: {results[name][n][-1]['seconds']:.2f} s",
@@ -383,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if unknown := set(args.rows) - set(ROWS):
         parser.error(f"--rows: unknown {', '.join(sorted(unknown))}")
+    from qd.bench.paths import write_checkpoints  # torch: after the arguments, so that --help answers at once
+    from qd.core.cpu import describe_cpu
     if not all((args.data / n).exists() for names in FILES.values() for n in names if n):
         print(f"writing the synthetic set to {args.data}", file=sys.stderr)
         write_synthetic(args.data)
