@@ -4,9 +4,9 @@ and warmed when the sweep starts, stopped as soon as it ends, and ended with the
 
 Left to the launcher, a worker starts only when the first batch of trials is sent, after the sweeping process
 has imported Optuna and opened its study, and its first job then imports torch (with torch._dynamo, which torch's
-optimizers import), Optuna and the data. Warming does that in the workers while the sweeping process opens its
-study, and checks there, once, the training settings every trial would fail on: the sweeping process itself never
-imports torch.
+optimizers import), Optuna and the data. Warming does that in the workers while the sweeping process imports Optuna
+and builds its sweeper, and checks there, once, the training settings every trial would fail on, before the study
+is opened: the sweeping process itself never imports torch.
 """
 
 from __future__ import annotations
