@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import subprocess
 import sys
@@ -49,9 +48,10 @@ def config_checks() -> list[list[str]]:
 
 
 def seconds(argv: list[str], repeat: int, status: int) -> float:
-    """The median wall time of `repeat` runs of `python <argv>` in an empty folder, each to exit `status`; qd is
-    found as from its checkout (PYTHONPATH), installed or not."""
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    """The median wall time of `repeat` runs of `python <argv>` in an empty folder, each to exit `status`."""
+    from qd.bench.speed import checkout_env
+
+    env = checkout_env()
     times = []
     with tempfile.TemporaryDirectory() as empty:
         for _ in range(repeat):

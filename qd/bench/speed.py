@@ -61,9 +61,14 @@ class Setup:
     retries: int = 2  # reruns of a disturbed run
 
 
+def checkout_env() -> dict[str, str]:
+    """This process's environment with qd importable as from its checkout (PYTHONPATH), installed or not."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
     """Run `argv`; return its stdout, wall seconds and peak resident memory in MiB."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = checkout_env()
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
