@@ -14,7 +14,6 @@ this one's imports light.)
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import time
@@ -65,9 +64,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         n = len(numbers)
         jobs = executor.map_array(self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * n, numbers,
                                   [f"job_id_for_{i}" for i in numbers], [Singleton.get_state()] * n)  # fmt: skip
-        return self._returns(jobs, numbers)
+        return self._returns(jobs)
 
-    def _returns(self, jobs: list, numbers: list[int]) -> list[JobReturn]:
+    def _returns(self, jobs: list) -> list[JobReturn]:
         """Each job's return once its result file is there; a job that Slurm says ended and that left none (after
         RESULT_GRACE_S) gets a failed trial instead."""
         returns: dict[int, JobReturn] = {}
@@ -87,27 +86,28 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                 if i in returns:
                     continue
                 if _has_result(job):
-                    returns[i] = _result(job) or self._lost(job, numbers[i], "FAILED")
+                    returns[i] = _result(job) or self._lost(job, "FAILED")
                 elif i in ended and time.time() - ended[i][1] >= RESULT_GRACE_S:
-                    returns[i] = self._lost(job, numbers[i], ended[i][0])
+                    returns[i] = self._lost(job, ended[i][0])
             time.sleep(1)
         return [returns[i] for i in range(len(jobs))]
 
-    def _lost(self, job: Any, number: int, state: str) -> JobReturn:
-        """Record the trial of a job that Slurm ended without a result as failed, naming the job and why."""
-        from qd.experiment.trial import record_lost_job  # optuna: only when needed
+    def _lost(self, job: Any, state: str) -> JobReturn:
+        """The return of a trial whose job Slurm ended without a result: failed (out of time or memory) or
+        interrupted (cancelled, its node lost: it runs again), naming the Slurm job and why."""
+        from qd.experiment.outcomes import TrialLost
 
         why = {"CANCELLED": "was cancelled", "GONE": "left Slurm's queue",
                "TIMEOUT": f"ran out of time (hydra.launcher.timeout_min={self.params['timeout_min']})",
                "OUT_OF_MEMORY": f"ran out of memory (hydra.launcher.mem_gb={self.params['mem_gb']})",
                "NODE_FAIL": "lost its node"}.get(state, f"ended {state}")  # fmt: skip
-        sweeper = self.config.hydra.sweeper
         reason = f"Slurm job {job.job_id} {why} before its trial ended (its log: {job.paths.stderr})"
         interrupted = state in INTERRUPTIONS
         if interrupted:
             reason += "; it runs again with its parameters"
-        record_lost_job(str(sweeper.storage), sweeper.study_name, number, reason, interrupted)
-        return JobReturn(overrides=None, status=JobStatus.COMPLETED, _return_value=math.nan)
+        lost = JobReturn(status=JobStatus.FAILED)
+        lost.return_value = TrialLost(reason, interrupted)
+        return lost
 
 
 def _result(job: Any) -> JobReturn | None:

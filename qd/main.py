@@ -7,10 +7,10 @@ import sys
 
 from qd.core import cli
 from qd.core.closed_pipe import quiet_on_closed_pipe
-from qd.core.errors import QDError, SweepFailed, exit_on_user_error
+from qd.core.errors import QDError, exit_on_user_error
 from qd.core.interrupt import exit_on_ctrl_c
+from qd.experiment.outcomes import INTERRUPTED_SWEEP
 
-INTERRUPTED_SWEEP = "interrupted: the trials that finished are kept; run the same command again to resume a sweep"
 INTERRUPTED_RUN = "interrupted: the run stopped; its folder keeps what it had written"
 INTERRUPTED_COURSE = "interrupted: the command stopped; each file it had written is whole, and none is half-written"
 
@@ -33,11 +33,7 @@ def run(model: str, argv: list[str]) -> None:
             from qd.experiment.app import run_hydra
         except ImportError as e:
             raise QDError(f"Hydra overrides need hydra-core ({e}); course flags (--mode ...) work without it") from None
-        try:
-            run_hydra(model, argv)
-        except SweepFailed as e:
-            print(e, file=sys.stderr)
-            raise SystemExit(1) from None
+        run_hydra(model, argv)
 
 
 def course_data(model: str, argv: list[str]) -> None:

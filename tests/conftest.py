@@ -91,7 +91,7 @@ def swept(swept_data, tmp_path_factory) -> Path:
               LEARNING]
     for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
                          ("convnet", ["+sweep=convnet"]),
-                         ("bestmodel", ["+sweep=densenet_lr", "hydra.sweeper.study_name=best", TINY_BEST,
+                         ("bestmodel", ["+sweep=bestmodel", "hydra.sweeper.study_name=best", TINY_BEST,
                                         "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"]),
                          ("densenet", ["+sweep=densenet_lr", "hydra.sweeper.study_name=dense2",
                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/dense2.db"])]:  # fmt: skip

@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import optuna
 import pytest
 
 from conftest import ROOT, start, sweep_metrics
+from qd.experiment.outcomes import INTERRUPTED, OUTCOME, REASON, RERUN_OF, interrupted
 
 pytestmark = pytest.mark.slow
 # A finite space (6 x 2 sets) where two processes seeded alike would repeat each other at once.
@@ -43,10 +45,6 @@ def study(storage: str) -> list[optuna.trial.FrozenTrial]:
         return optuna.load_study(study_name="shared", storage=storage).get_trials()
     except KeyError:  # no such study yet
         return []
-
-
-def interrupted(t: optuna.trial.FrozenTrial) -> bool:
-    return t.user_attrs.get("qd_outcome") == "interrupted"
 
 
 def check_study(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> None:
@@ -206,10 +204,10 @@ def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_agai
     cut = [t for t in trials if interrupted(t)]
     assert len(cut) >= 4, "the tries in training cut their trials"
     assert len({tuple(sorted(t.params.items())) for t in trials if t.params}) <= 2, "each cut trial ran as it was"
-    queued = optuna.load_study(study_name="shared", storage=storage).user_attrs["qd_requeued"]
-    assert len(queued) == len(set(queued)) and set(queued) <= {t.number for t in cut}, "each queued again once"
-    waiting = [t for t in trials if t.state.name == "WAITING"]
-    assert len(queued) == len(cut) - sum(t.number not in queued for t in cut) and len(waiting) <= 2
+    reruns = [t.user_attrs[RERUN_OF] for t in trials if RERUN_OF in t.user_attrs]
+    assert len(reruns) == len(set(reruns)) and set(reruns) <= {t.number for t in cut}, "each queued again once"
+    assert len(reruns) >= len(cut) - 2, "each queued by the next try (the last try's two by none)"
+    assert len([t for t in trials if t.state.name == "WAITING"]) <= 2
 
 
 def stat(pid: int) -> list[str]:
@@ -255,3 +253,39 @@ def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(cou
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         sweep.wait()
+
+
+def test_a_resume_killed_at_any_commit_of_queueing_its_interrupted_trials_queues_each_once(course_dir, tmp_path):
+    """A study of two complete and two interrupted trials, resumed to four by processes killed right after the 0th
+    to 3rd commit since the first trial the resume created (the queued copy of an interrupted one): the next run
+    queues each interrupted trial that is not queued yet, so each runs again exactly once."""
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    template = f"sqlite:///{tmp_path}/template.db?timeout=60"
+    code, _, err = run_at_once([sweep_argv(course_dir, template, 2, "train.steps=20")], tmp_path)[0]
+    assert code == 0, err
+    held = optuna.load_study(study_name="shared", storage=template)
+    space = held.trials[0].distributions
+    taken = [t.params for t in held.trials]
+    free = [p for p in ({"optimizer.lr": lr, "train.batch_size": bs} for lr in space["optimizer.lr"].choices
+                        for bs in space["train.batch_size"].choices) if p not in taken]  # fmt: skip
+    for params in free[:2]:  # two trials a Ctrl-C cut, as qd marks them
+        held.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, params=params, distributions=space,
+            user_attrs={OUTCOME: INTERRUPTED, REASON: "interrupted (Ctrl-C)"}))  # fmt: skip
+    cut = {t.number: t.params for t in held.get_trials() if interrupted(t)}
+    for k in range(4):
+        storage = f"sqlite:///{tmp_path}/{k}.db?timeout=60"
+        shutil.copyfile(tmp_path / "template.db", tmp_path / f"{k}.db")
+        argv = sweep_argv(course_dir, storage, 4, "train.steps=20")
+        killed = start([argv[0], str(killer), str(k), *argv[1:]], tmp_path)
+        killed.communicate(timeout=120)
+        assert killed.returncode == -signal.SIGKILL, k
+        code, out, err = run_at_once([argv], tmp_path)[0]
+        assert code == 0 and "Traceback" not in err, err
+        trials = study(storage)
+        check_study(trials, 4)
+        reruns = [t.user_attrs[RERUN_OF] for t in trials if RERUN_OF in t.user_attrs]
+        assert sorted(reruns) == sorted(cut), (k, reruns)
+        for number, params in cut.items():
+            assert sum(t.params == params for t in trials if not interrupted(t)) == 1, (k, number, out)

@@ -40,7 +40,8 @@ def test_every_sweep_preset_composes_with_its_search_space(preset, model):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper.study_name == preset and sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
+    assert sweeper.study_name is None, "named after the preset and its configuration's hash"
+    assert sweeper.storage.startswith(f"sqlite:///outputs/sweeps/{preset}.db")
     assert sweeper._target_ == "hydra_plugins.qd_sweeper.QDSweeper" and sweeper.max_failure_rate == 1.0
     assert "optimizer.lr" in sweeper.params
 
@@ -60,14 +61,6 @@ def test_a_models_tuned_optimizer_settings_apply_to_that_optimizer_only(model, o
     assert cfg["optimizer"]["_target_"].lower().endswith(optimizer)
 
 
-def contains(distribution, value) -> bool:
-    from optuna.distributions import CategoricalDistribution
-
-    if isinstance(distribution, CategoricalDistribution):
-        return value in distribution.choices
-    return distribution.low <= value <= distribution.high
-
-
 PRESETS = [("densenet_lr", "densenet"), ("convnet", "convnet"), ("bestmodel", "bestmodel")]
 
 
@@ -75,8 +68,8 @@ PRESETS = [("densenet_lr", "densenet"), ("convnet", "convnet"), ("bestmodel", "b
 def test_every_presets_search_space_contains_its_models_defaults(preset, model):
     """A search that cannot reach the model's own default cannot tell whether it beat it."""
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    from qd.experiment.search import SearchSpace, finite_values
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=model, overrides=[f"+sweep={preset}"], return_hydra_config=True)
@@ -88,14 +81,14 @@ def test_every_presets_search_space_contains_its_models_defaults(preset, model):
         section, name = key.split(".")
         return default[section][name]
 
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    searched = {o.get_key_element(): create_optuna_distribution_from_override(o)
-                for o in OverridesParser.create().parse_overrides(params)}  # fmt: skip
-    assert searched
-    for key, distribution in searched.items():
-        assert contains(distribution, value(key)), f"{preset}: {key} = {value(key)} is outside {distribution}"
-    conditional = OmegaConf.select(cfg, "search.conditional")
-    for key, specs in (OmegaConf.to_container(conditional) if conditional else {}).items():
-        spec = next(s for s in specs if value(s["when"]["key"]) in s["when"]["values"])
-        assert spec["low"] <= value(key) <= spec["high"], f"{preset}: {key} = {value(key)} is outside {spec}"
+    def contains(distribution, value) -> bool:
+        finite = finite_values(distribution)
+        return value in finite if finite is not None else distribution.low <= value <= distribution.high
 
+    space = SearchSpace.read(cfg.hydra.sweeper, [], cfg)
+    assert space.searched
+    for key, distribution in space.searched.items():
+        assert contains(distribution, value(key)), f"{preset}: {key} = {value(key)} is outside {distribution}"
+    for key, branches in space.conditional.items():
+        branch = next(b for b in branches if value(b.key) in b.values)
+        assert contains(branch.distribution, value(key)), f"{preset}: {key} = {value(key)} is outside {branch}"

@@ -88,7 +88,7 @@ url = sys.argv[1]
 sweeper = open_for_sweep(url)
 number = optuna.create_study(study_name="cut", storage=sweeper).ask().number
 with exit_on_ctrl_c("interrupted"):
-    trial = running_trial(job_storage(url), "cut", number)
+    trial = running_trial(job_storage(url, "cut"), "cut", number)
     step = 0
     try:
         print("writing", flush=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import LEARNING, ROOT, ours, run_cli, study_trials
@@ -72,6 +74,24 @@ REFUSALS = [
      "error: paths.log_dir=logs: paths.* are the course command line's --logDir and --modelSaveDir; a Hydra run "
      "writes its log, checkpoint and record into its own folder: choose it with hydra.run.dir=DIR (a sweep: "
      "hydra.sweep.dir=DIR)"),
+    (["+sweep=convnet", "data.dir={data}"],
+     "error: +sweep=convnet: a search preset of main_convnet.py; run main_convnet.py +sweep=convnet, or one of "
+     "main_densenet.py's: +sweep=densenet_lr"),
+    (["+sweep=densenet_lr", "hydra.sweeper.direction=minimize", "data.dir={data}"],
+     "error: hydra.sweeper.direction=minimize: qd's jobs return their dev accuracy, which a sweep maximizes; leave "
+     "hydra.sweeper.direction as maximize"),
+    (["+sweep=densenet_lr", "hydra.sweeper.n_jobs=0", "data.dir={data}"],
+     "error: hydra.sweeper.n_jobs=0: expected the number of trials in flight, 1 or more"),
+    (["+sweep=densenet_lr", "+launcher=parallel", "hydra.launcher.n_jobs=0", "data.dir={data}"],
+     "error: hydra.launcher.n_jobs=0: expected the number of worker processes, 1 or more (or -1 for one a core)"),
+    (["+sweep=densenet_lr", "+launcher=parallel", "hydra.sweeper.storage=null", "data.dir={data}"],
+     "error: hydra.sweeper.storage=null keeps the study in this process's memory, which the launcher's jobs cannot "
+     "reach to report their learning curves; give a database, such as "
+     "hydra.sweeper.storage=sqlite:///outputs/sweeps/densenet_lr.db"),
+    (["+sweep=densenet_lr", "data.dir={bad}"],
+     "error: {bad}/fruit_labels.npy: labels span 0..7; expected integers in 0..5"),
+    (["+sweep=densenet_lr", "+launcher=parallel", "data.dir={bad}"],
+     "error: {bad}/fruit_labels.npy: labels span 0..7; expected integers in 0..5"),
     (["+sweep=densenet_lr", "data.dir=nowhere"],
      "error: nowhere: missing fruit_images.npy, fruit_labels.npy, fruit_dev_images.npy, fruit_dev_labels.npy; "
      "put the course's five .npy files there, or run `python -m qd data synth --out data/synthetic` (the embedded "
@@ -79,11 +99,33 @@ REFUSALS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def bad_labels(course_dir, tmp_path_factory) -> Path:
+    """course_dir with training labels up to 7, for six classes."""
+    bad = tmp_path_factory.mktemp("bad") / "data"
+    shutil.copytree(course_dir, bad)
+    labels = np.load(bad / "fruit_labels.npy")
+    labels[:2] = [6, 7]
+    np.save(bad / "fruit_labels.npy", labels)
+    return bad
+
+
 @pytest.mark.parametrize("args, expected", REFUSALS, ids=lambda v: str(v)[:40])
-def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(course_dir, tmp_path, args, expected):
-    result = main(tmp_path, *(a.format(data=course_dir) for a in args), "-m")
+def test_a_refused_sweep_or_run_is_one_line_before_any_job_and_writes_nothing(course_dir, bad_labels, tmp_path, args,
+                                                                              expected):  # fmt: skip
+    result = main(tmp_path, *(a.format(data=course_dir, bad=bad_labels) for a in args), "-m")
     assert result.returncode == 2, result.stderr
-    assert result.stderr == expected + "\n"
+    assert result.stderr == expected.replace("{bad}", str(bad_labels)) + "\n"
+    assert list(tmp_path.iterdir()) == [], "no outputs, no database"
+
+
+def test_a_conditional_search_space_is_checked_as_typed_data_before_the_study_opens(course_dir, tmp_path):
+    typo = "+search.conditional.optimizer.momentum=[{when: {key: optimizer, values: [sgd]}, lo: 0.8, high: 0.99}]"
+    result = subprocess.run([sys.executable, str(ROOT / "main_bestmodel.py"), "+sweep=bestmodel",
+                             f"data.dir={course_dir}", typo], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert (result.returncode, result.stderr) == (2, "error: search.conditional.optimizer.momentum[0]: unknown key lo; "
+                                                     "expected when, low, high, log or choices\n")  # fmt: skip
     assert list(tmp_path.iterdir()) == [], "no outputs, no database"
 
 

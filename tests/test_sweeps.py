@@ -185,26 +185,23 @@ def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, t
 def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(course_dir):
     """qd warms the workers with the launcher's own joblib options: the launcher's batches go to those processes,
     which then hold torch (with torch._dynamo), Optuna without its plotting libraries and the data; stop() ends them."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     from joblib import Parallel, delayed
 
-    from qd.experiment import workers
-    from qd.experiment.app import compose_checked, job_config
+    from qd.experiment import compat, workers
+    from qd.experiment.app import compose_checked
     from qd.experiment.conf import CONF_DIR
+    from qd.experiment.identity import job_config
     from qd.experiment.processes import process_alive
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with compat.hydra_app(str(CONF_DIR), "main_densenet") as app:
         overrides = ["+sweep=densenet_lr", "+launcher=parallel", f"data.dir={course_dir}"]
-        cfg = compose_checked(GlobalHydra.instance().hydra, "densenet", overrides, multirun=True)
+        cfg = compose_checked(app, "densenet", overrides, multirun=True)
     job = job_config(cfg)
     warming = workers.warm(cfg.hydra.launcher, job)
     assert list(warming) == [None, None]
-    options = JoblibLauncher(**{k: v for k, v in cfg.hydra.launcher.items() if k != "_target_"}).joblib
-    options["backend"] = "loky"  # what the launcher's launch() does before its Parallel
-    process_joblib_cfg(options)
+    options = compat.joblib_options(JoblibLauncher(**{k: v for k, v in cfg.hydra.launcher.items()
+                                                      if k != "_target_"}).joblib)  # fmt: skip
 
     def state() -> tuple:
         import os
@@ -226,8 +223,9 @@ def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monke
     import optuna
     from omegaconf import OmegaConf
 
+    from qd.experiment.outcomes import JOB_DIR
     from qd.experiment.storage import HeldStorage
-    from qd.experiment.trial import JOB_DIR, SweepTrial
+    from qd.experiment.trial import JobTrial
 
     storage = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name="s", storage=storage)
@@ -240,9 +238,9 @@ def test_a_worker_opens_the_study_database_once_for_all_its_jobs(tmp_path, monke
 
     monkeypatch.setattr(HeldStorage, "__init__", counted_init)
     for number in (2, 0):
-        hc = OmegaConf.create({"sweeper": {"study_name": "s", "storage": storage},
+        hc = OmegaConf.create({"sweeper": {"study_name": "s", "storage": storage}, "job": {"num": number},
                                "runtime": {"output_dir": str(tmp_path / str(number))}})  # fmt: skip
-        assert SweepTrial(hc, number, None).trial.number == number
+        assert JobTrial(hc, None).trial.number == number
     assert opened == [storage], "two jobs, one opening"
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert [t.user_attrs.get(JOB_DIR) for t in trials] == [str(tmp_path / "0"), None, str(tmp_path / "2")]
@@ -316,8 +314,8 @@ def test_a_sweep_of_another_fixed_configuration_is_another_study(course_dir, tmp
     refused = sweep(tmp_path, course_dir, *args, f"hydra.sweeper.study_name={name}", steps=30)
     assert refused.returncode == 2
     assert refused.stderr == (f"error: hydra.sweeper.study_name={name}: that study holds trials of another fixed "
-                              "configuration (train.steps: 20 -> 30); leave study_name out for a study of this "
-                              "configuration\n")  # fmt: skip
+                              "configuration (train.steps: 20 -> 30); name another study, or leave study_name out "
+                              "for a study of this configuration\n")  # fmt: skip
     same = sweep(tmp_path, course_dir, *args, f"hydra.sweeper.study_name={name}")
     assert f"study {name} already holds 1 trial of 1; nothing to run" in same.stdout
 

@@ -23,11 +23,6 @@ class Pruned(Exception):
     """Raised from an evaluation callback to stop a hopeless job (a sweep's pruner)."""
 
 
-class SweepFailed(BaseException):
-    """Every trial of a sweep failed. A BaseException, so that it stops the sweep past the sweeper's own
-    handling of a failed trial; main_<model>.py prints its message alone."""
-
-
 def check_device(name: str, cuda: bool) -> None:
     """`train.device`, given whether a CUDA device may be used: QDError naming the setting."""
     if name not in ("auto", "cpu", "cuda"):

@@ -16,9 +16,9 @@ from pathlib import Path
 from qd.core.errors import Pruned, one_line
 from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 
-# QD_QUICK=1: every training takes at most QUICK_STEPS steps, evaluated every QUICK_EVAL_EVERY, and every sweep at
-# most QUICK_TRIALS trials: a command at a toy's scale, tried in seconds (README.md's commands are tested so).
-QUICK_STEPS, QUICK_EVAL_EVERY, QUICK_TRIALS = 20, 10, 2
+# QD_QUICK=1: every training takes at most QUICK_STEPS steps, evaluated every QUICK_EVAL_EVERY (and a sweep few
+# trials, qd.experiment.app): a command at a toy's scale, tried in seconds (README.md's commands are tested so).
+QUICK_STEPS, QUICK_EVAL_EVERY = 20, 10
 RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
 # The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. (The
 # data folder, which lies outside, stays absolute.)

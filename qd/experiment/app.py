@@ -1,15 +1,15 @@
 """The Hydra layer of main_<model>.py: overrides, --cfg/--info/--help, single runs and sweeps.
 
-Every job (a single run or a sweep trial) that starts training leaves in its Hydra output folder
-`<model>.log`, `<model>.pt` when it completes, and `metrics.json`, its record, whatever its outcome.
+The config is composed and checked first (every refusal one line, before any folder exists); then Hydra runs it on
+its own run or multirun path, so that Hydra's callbacks, folders and logging are Hydra's. Every job (a single run or
+a sweep trial) that starts training leaves in its Hydra output folder `<model>.log`, `<model>.pt` when it completes,
+and `metrics.json`, its record, whatever its outcome.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
-import math
 import os
 import re
 import runpy
@@ -19,27 +19,24 @@ import time
 from pathlib import Path
 
 import hydra
-from hydra import initialize_config_dir
-from hydra._internal.callbacks import Callbacks
-from hydra._internal.hydra import Hydra
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
-from hydra.core.utils import JobStatus, run_job
+from hydra.core.utils import JobReturn
 from hydra.errors import HydraException, OverrideParseException
-from hydra.types import HydraContext, RunMode
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from qd.core.errors import QDError, check_device, config_terms, disk_errors, exit_on_user_error
+from qd.core.errors import QDError, check_device, config_terms, disk_errors
 from qd.core.interrupt import held
-from qd.core.job import QUICK_TRIALS, quick, quick_train
-from qd.experiment import slurm, workers
+from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
+from qd.experiment import compat, slurm, workers
 from qd.experiment.conf import CONF_DIR
-from qd.experiment.identity import flatten
+from qd.experiment.identity import flatten, job_config
+from qd.experiment.settings import is_qd_sweep, read_settings
 
-# torch (qd.core.train) and optuna (qd.experiment.study, .trial) are imported where they are needed: a sweep's
+# torch (qd.core.train) and optuna (qd.experiment.search, .trial) are imported where they are needed: a sweep's
 # main process with a parallel launcher never trains, and a single run never opens a study.
 
 # `${qd_run_id:}`: one id per invocation (its start and process id), so that run and sweep folders never
@@ -49,18 +46,17 @@ OmegaConf.register_new_resolver(
     "qd_run_id", lambda: f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}", use_cache=True, replace=True
 )
 
-
-KEPT = "the trials that finished are kept in the study; run the same command again to resume"
 INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
 MULTIRUN_FLAGS = ("-m", "--multirun")
+QUICK_TRIALS = 2  # QD_QUICK=1: a sweep's trials at most (qd.core.job caps each training's steps)
 
 
 def run_hydra(model: str, argv: list[str]) -> None:
     """Run main_<model>.py's Hydra app with `argv` (overrides, -m anywhere, or one of Hydra's info flags).
 
-    The config is composed once, by Hydra's own loader, and checked before anything is written: a bad override, a
-    setting every run would fail on, missing data or an unusable study storage is one line (QDError, exit 2). Then
-    the run goes to Hydra's job runner, or the sweep to the configured sweeper (qd's for the presets).
+    The config is composed and checked before anything is written: a bad override, a setting every run would fail
+    on, missing data or an unusable sweep setting is one line (QDError, exit 2). Then Hydra runs it, on its own run
+    or multirun path: its callbacks, folders, .hydra/ and logging, and the configured sweeper (qd's for the presets).
     """
     if any(a.split("=")[0] in INFO_FLAGS for a in argv):
         sys.argv = [f"main_{model}.py", *argv]
@@ -73,16 +69,15 @@ def run_hydra(model: str, argv: list[str]) -> None:
         raise QDError(f"{unknown[0]}: not an option of main_{model}.py; expected Hydra overrides (key=value), -m, "
                       "--cfg job, --info, --help, or the course flags (--mode ...)")  # fmt: skip
     refuse_paths(overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), job_name=f"main_{model}", version_base="1.3"):
-        app = GlobalHydra.instance().hydra
+    with compat.hydra_app(str(CONF_DIR), f"main_{model}") as app:
         cfg = compose_checked(app, model, overrides, multirun)
         job = job_config(cfg)
         check_config(model, cfg, job, argv)
-        context = HydraContext(config_loader=app.config_loader, callbacks=Callbacks(cfg))
+        overrides = [*overrides, *quick_overrides(cfg), f"hydra.mode={cfg.hydra.mode.name}"]
         if cfg.hydra.mode == RunMode.RUN:
-            run_one(cfg, job, context)
+            run_one(app, model, cfg, job, overrides)
         else:
-            run_sweep(cfg, job, context)
+            run_sweep(app, model, cfg, job, overrides)
 
 
 def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> None:
@@ -95,13 +90,50 @@ def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> Non
     check_device(job["train"]["device"], cuda=torch_built_for_gpu())
     check_data_option(job)
     if cfg.hydra.mode == RunMode.MULTIRUN and is_qd_sweep(cfg.hydra):
-        check_sweeper(cfg.hydra)
+        check_sweep(model, cfg)
     if job["data"].get("prepare", "none") == "none":
         from qd.datasets.prepare import check_course_data
 
         instead = shlex.join(["python", f"main_{model}.py", *argv, "data=real_sample"])
         check_course_data(Path(job["data"]["dir"]), ("train", "dev"),
                           f"{instead} (with the course's flags: --dataDir data/real_sample)")  # fmt: skip
+
+
+def check_sweep(model: str, cfg: DictConfig) -> None:
+    """A sweep of qd's app on qd's sweeper: its settings, as the sweeper reads them, and what qd's jobs need besides
+    (QDError)."""
+    hydra_cfg = cfg.hydra
+    preset = hydra_cfg.runtime.choices.get("sweep")
+    if preset and preset_model(preset) != model:
+        own = ", ".join(f"+sweep={p}" for p in presets() if preset_model(p) == model)
+        raise QDError(f"+sweep={preset}: a search preset of main_{preset_model(preset)}.py; run main_"
+                      f"{preset_model(preset)}.py +sweep={preset}, or one of main_{model}.py's: {own}")  # fmt: skip
+    try:
+        hydra_cfg.sweeper.storage  # noqa: B018  (the interpolation of an unset environment variable fails here)
+    except InterpolationResolutionError:
+        launcher = hydra_cfg.runtime.choices.get("launcher", "slurm")
+        raise QDError(
+            f"hydra.sweeper.storage: +launcher={launcher} records the study in the database QD_STORAGE names, and "
+            "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
+        ) from None
+    settings = read_settings(cfg, list(hydra_cfg.overrides.task))  # its warnings once: the sweep's are the same
+    if settings.directions != ["maximize"]:
+        raise QDError(f"hydra.sweeper.direction={', '.join(settings.directions)}: qd's jobs return their dev "
+                      "accuracy, which a sweep maximizes; leave hydra.sweeper.direction as maximize")  # fmt: skip
+    if settings.storage is None and str(hydra_cfg.launcher.get("_target_")) != compat.BASIC_LAUNCHER:
+        raise QDError("hydra.sweeper.storage=null keeps the study in this process's memory, which the launcher's "
+                      "jobs cannot reach to report their learning curves; give a database, such as "
+                      f"hydra.sweeper.storage=sqlite:///outputs/sweeps/{preset or model}.db")  # fmt: skip
+
+
+def presets() -> list[str]:
+    """The search presets (conf/sweep/<name>.yaml)."""
+    return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
+
+
+def preset_model(preset: str) -> str:
+    """The model a search preset searches: the one its name starts with (densenet_lr: densenet)."""
+    return preset.partition("_")[0]
 
 
 def torch_built_for_gpu() -> bool:
@@ -148,81 +180,45 @@ def check_training(job: dict, model: bool) -> None:
     check_options(job, model=model)
 
 
-def run_one(cfg: DictConfig, job: dict, context: HydraContext) -> None:
-    """A single run: its device and options checked, its data prepared, then Hydra's job runner (its folder,
-    .hydra/, logging) and the task."""
+def run_one(app: object, model: str, cfg: DictConfig, job: dict, overrides: list[str]) -> None:
+    """A single run: its device and options checked, its data prepared, then Hydra's run (its callbacks, folder,
+    .hydra/, logging) of the task."""
     check_training(job, model=True)
-    prepare_data(job)
+    prepare_data(job, load=True)
     out = cfg.hydra.run.dir
     with disk_errors(out, f"{out} keeps what the run had written"):
-        ret = run_job(hydra_context=context, task_function=task, config=cfg, job_dir_key="hydra.run.dir",
-                      job_subdir_key=None)  # fmt: skip
-        if ret.status == JobStatus.FAILED:
-            raise ret._return_value  # the task's error, without Hydra's "Error executing job" line
+        compat.run(app, model, task, overrides)
 
 
-def run_sweep(cfg: DictConfig, job: dict, context: HydraContext) -> None:
-    """A sweep: its device and options checked (by the parallel launcher's workers, warmed while the sweeper imports
-    Optuna), its data prepared; then the sweeper's loop. The workers stop when the sweep ends, however it ends."""
+def run_sweep(app: object, model: str, cfg: DictConfig, job: dict, overrides: list[str]) -> None:
+    """A sweep: its device and options checked (by the parallel launcher's workers, warmed meanwhile), its data
+    prepared; then Hydra's multirun, with the configured sweeper. The workers stop when the sweep ends, however it
+    ends."""
     qd_sweep = is_qd_sweep(cfg.hydra)
     parallel = workers.is_parallel(cfg.hydra)
     if not parallel:
         check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
     if qd_sweep:
-        prepare_data(job)
+        prepare_data(job, load=not parallel)
     warming = None
     try:
         if parallel:
             with held():  # the executor's processes and semaphores made whole, or nothing stops them
                 warming = workers.warm(cfg.hydra.launcher, job)
-        if qd_sweep:  # Optuna without its plotting libraries, before the sweeper's config (its sampler) imports it
+        if qd_sweep:  # Optuna and the sweep's code, imported while the workers import torch
+            import qd.experiment.sweep  # noqa: F401
             from qd.experiment.trial import make_pruner
 
             make_pruner(job.get("pruning"))
-        sweeper = Plugins.instance().instantiate_sweeper(config=cfg, hydra_context=context, task_function=task)
         for _ in warming or ():  # a worker's QDError is raised here, before anything is written
             pass
-        database = contextlib.nullcontext()
-        if qd_sweep:
-            from qd.experiment.storage import database_errors
-
-            database = database_errors(str(cfg.hydra.sweeper.storage))
-        with disk_errors(cfg.hydra.sweep.dir, KEPT), database:
-            sweeper.sweep(arguments=list(cfg.hydra.overrides.task))
+        compat.multirun(app, model, task, overrides)
     finally:
         if parallel:
             workers.stop(warming)
 
 
-def check_sweeper(hydra_cfg: DictConfig) -> None:
-    """Refuse sweeper settings no sweep can run with (QDError): its number of trials, and a storage URL that does not
-    parse or that a launcher takes from QD_STORAGE where that is not set."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    n_trials = hydra_cfg.sweeper.n_trials
-    if not (isinstance(n_trials, int) and n_trials >= 1):
-        raise QDError(f"hydra.sweeper.n_trials={n_trials}: expected the study's number of trials, 1 or more")
-    try:
-        url = hydra_cfg.sweeper.storage
-    except InterpolationResolutionError:
-        launcher = hydra_cfg.runtime.choices.get("launcher", "slurm")
-        raise QDError(
-            f"hydra.sweeper.storage: +launcher={launcher} records the study in the database QD_STORAGE names, and "
-            "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
-        ) from None
-    try:
-        make_url(str(url))
-    except ArgumentError as e:
-        raise QDError(f"hydra.sweeper.storage={url}: not a database URL ({e})") from None
-
-
-def job_config(cfg: DictConfig) -> dict:
-    """What a job of `cfg` trains on: the config without its `hydra` node, resolved, as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-
-
-def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool) -> DictConfig:
+def compose_checked(app: object, model: str, overrides: list[str], multirun: bool) -> DictConfig:
     """The config, `hydra` node included, that `overrides` compose to, its mode set (a preset's, or -m's); a bad
     override is one line naming it (QDError)."""
     parser = OverridesParser.create()
@@ -237,14 +233,9 @@ def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool
                 f"or spaces needs quotes: '{key}=\"{value}\"'"
             ) from None
     try:
-        cfg = app.compose_config(config_name=model, overrides=overrides, run_mode=RunMode.MULTIRUN,
-                                 with_log_configuration=True, validate_sweep_overrides=False)  # fmt: skip
+        cfg = compat.compose(app, model, overrides)
     except HydraException as e:
         raise QDError(composition_error(app, model, overrides, e)) from None
-    if quick():  # the study's identity, and its number of trials, at the scale its trials train at
-        quick_train(cfg.train)
-        if "n_trials" in cfg.hydra.sweeper:
-            cfg.hydra.sweeper.n_trials = min(cfg.hydra.sweeper.n_trials, QUICK_TRIALS)
     mode = RunMode.MULTIRUN if multirun or cfg.hydra.mode == RunMode.MULTIRUN else RunMode.RUN
     sweeping = [o.input_line for o in parsed if o.is_sweep_override()]
     if mode == RunMode.RUN and sweeping:
@@ -253,7 +244,21 @@ def compose_checked(app: Hydra, model: str, overrides: list[str], multirun: bool
     return cfg
 
 
-def composition_error(app: Hydra, model: str, overrides: list[str], error: HydraException) -> str:
+def quick_overrides(cfg: DictConfig) -> list[str]:
+    """Under QD_QUICK=1, the overrides that run `cfg` at a toy's scale: fewer steps where the sweep does not search
+    them (each trial caps its own), and a sweep's fewer trials."""
+    if not quick():
+        return []
+    searched = set(cfg.hydra.sweeper.get("params") or {}) if cfg.hydra.mode == RunMode.MULTIRUN else set()
+    searched |= {o.partition("=")[0].lstrip("+~") for o in cfg.hydra.overrides.task}
+    caps = {"train.steps": QUICK_STEPS, "train.eval_every": QUICK_EVAL_EVERY}
+    quick_ones = [f"{k}={min(OmegaConf.select(cfg, k), cap)}" for k, cap in caps.items() if k not in searched]
+    if cfg.hydra.mode == RunMode.MULTIRUN and "n_trials" in cfg.hydra.sweeper:
+        quick_ones.append(f"hydra.sweeper.n_trials={min(cfg.hydra.sweeper.n_trials, QUICK_TRIALS)}")
+    return quick_ones
+
+
+def composition_error(app: object, model: str, overrides: list[str], error: HydraException) -> str:
     """Hydra's refusal to compose, in one line that names the override: a key that does not exist with the closest
     one that does, a value of the wrong type with OmegaConf's reason, a config group's option with the options."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -262,8 +267,7 @@ def composition_error(app: Hydra, model: str, overrides: list[str], error: Hydra
         override = next(o for o in overrides if o.lstrip("+~").partition("=")[0] == key)
         others = [o for o in overrides if o != override]
         try:
-            known = flatten(OmegaConf.to_container(app.compose_config(model, others, run_mode=RunMode.MULTIRUN,
-                                                                      validate_sweep_overrides=False)))  # fmt: skip
+            known = flatten(OmegaConf.to_container(compat.compose(app, model, others)))
         except HydraException:
             known = {}
         return f"{override}: no such setting; {closest_setting(key, list(known))}"
@@ -308,23 +312,21 @@ def check_data_option(job: dict) -> None:
         raise QDError(f"data.prepare: got {prepare!r}; expected none, synthetic or real_sample")
 
 
-def prepare_data(job: dict) -> None:
-    """The data, made (data.prepare) and checked once, before the run or a sweep's first trial (its trials share
-    it)."""
-    from qd.core.data import require_files
+def prepare_data(job: dict, load: bool) -> None:
+    """The data, made (data.prepare) and checked once, before the run or a sweep's first trial (its trials share it);
+    where `load`, read and checked whole too, and kept for the jobs that run in this process (a parallel sweep's
+    workers check it as they warm)."""
+    from qd.core.data import load_split, require_files
     from qd.datasets.prepare import ensure_data
 
     ensure_data(job["data"])
     require_files(Path(job["data"]["dir"]), ("train", "dev"))
-
-
-def is_qd_sweep(hydra_cfg: DictConfig) -> bool:
-    """Whether the sweep runs on qd's sweeper (the presets' Optuna sweeper)."""
-    return str(hydra_cfg.sweeper.get("_target_", "")).endswith("qd_sweeper.QDSweeper")
+    for split in ("train", "dev") if load else ():
+        load_split(job["data"]["dir"], split)
 
 
 def task(cfg: DictConfig) -> float:
-    """The Hydra task: train one job; a trial of qd's sweeper (the `trial` key) reports to its study."""
+    """The Hydra task: train one job; in a sweep of qd's sweeper, as the trial `hydra.job.num` of its study."""
     from qd.core.job import run_job as run_qd_job
     from qd.datasets.prepare import ensure_data
 
@@ -338,15 +340,14 @@ def task(cfg: DictConfig) -> float:
         info["slurm_job"] = slurm.job_id()
     n_jobs = hc.launcher.get("n_jobs")  # the joblib launcher's parallel workers share this machine's cores
     workers = (n_jobs if n_jobs > 0 else os.cpu_count() or 1) if n_jobs else 1
-    if job_cfg.get("trial") is not None:
-        from qd.experiment.trial import SweepTrial
+    if hc.mode == RunMode.MULTIRUN and is_qd_sweep(hc):
+        from qd.experiment.trial import JobTrial
 
-        with SweepTrial(hc, job_cfg["trial"], job_cfg.get("pruning")) as trial:
+        with JobTrial(hc, job_cfg.get("pruning")) as trial:
             ensure_data(job_cfg["data"])
             record = run_qd_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
-            return record["best_dev_acc"]
-        return math.nan  # the trial failed or was pruned: SweepTrial recorded how, for the study
-    with exit_on_user_error():
+        return record["best_dev_acc"]
+    with disk_errors(out, f"{out} keeps what the run had written"):
         try:
             ensure_data(job_cfg["data"])
             record = run_qd_job(job_cfg, **files, info=info, workers=workers)
@@ -354,3 +355,18 @@ def task(cfg: DictConfig) -> float:
             raise QDError(config_terms(str(e))) from None
     print(f"{model}: best dev accuracy {record['best_dev_acc']:.4f} at step {record['best_step']}; wrote {out}")
     return record["best_dev_acc"]
+
+
+task.objective = "dev accuracy"  # what the task returns, in the sweep's lines
+
+
+class OneLineErrors(Callback):
+    """Hydra callback (conf/base.yaml): a single run that failed on a QDError ends here, once every other callback has
+    heard of it (Hydra calls end events last-first), with the error's one line and exit status 2, instead of Hydra's
+    "Error executing job" and traceback."""
+
+    def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: object) -> None:
+        error = compat.job_error(job_return)
+        if isinstance(error, QDError):
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2)

@@ -11,6 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
 from qd.core.data import FILES
 
 # The keys that are not settings: where a job writes, how a sweep runs it (its pruner, which trial it is; `resume`
@@ -55,14 +57,23 @@ def data_fingerprint(data_dir: Path) -> str:
 
 
 def fixed_configuration(job: dict, params: dict[str, str], conditional: set[str]) -> dict:
-    """The job config's settings that every trial of the sweep shares, its data's fingerprint and the search
-    space (`hydra.sweeper.params.<key>`; the conditional ranges are in the config's `search`), as JSON stores
-    them. A searched config group (optimizer, augmentation) takes every setting under it out of the fixed part."""
+    """The job config's settings that every trial of the sweep shares, the search space
+    (`hydra.sweeper.params.<key>`; the conditional ranges are in the config's `search`) and, where `data.dir` holds
+    qd's data files, their fingerprint; as JSON stores them. A searched config group (optimizer, augmentation) takes
+    every setting under it out of the fixed part."""
     fixed = without(flatten(job), NOT_SETTINGS + tuple(params) + tuple(conditional))
-    fixed["data.fingerprint"] = data_fingerprint(Path(job["data"]["dir"]))
+    data_dir = job.get("data", {}).get("dir") if isinstance(job.get("data"), dict) else None
+    files = (*FILES["train"], *FILES["dev"])
+    if isinstance(data_dir, str) and all((Path(data_dir) / name).is_file() for name in files):
+        fixed["data.fingerprint"] = data_fingerprint(Path(data_dir))
     fixed.update({f"hydra.sweeper.params.{k}": v for k, v in params.items()})
-    return json.loads(json.dumps(fixed, sort_keys=True))
+    return json.loads(json.dumps(fixed, sort_keys=True, default=str))
 
 
 def short_hash(fixed: dict) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def job_config(cfg: DictConfig) -> dict:
+    """What a job of `cfg` runs with: the config without its `hydra` node, resolved, as a plain dict."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)

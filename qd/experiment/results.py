@@ -108,15 +108,21 @@ def label(record: dict) -> str:
 
 
 def from_storage(url: str) -> list[dict]:
-    """Every trial of every study in an Optuna storage, opened read-only, joined with its job's metrics.json."""
+    """Every trial of every study in an Optuna storage, opened read-only, joined with its job's metrics.json; a study
+    that does not maximize one value (not one of qd's apps') as `other_study` gives it."""
     from qd.experiment.lean_optuna import optuna
+    from qd.experiment.outcomes import JOB_DIR, REASON
     from qd.experiment.storage import open_readonly
-    from qd.experiment.trial import JOB_DIR, REASON
 
     storage = open_readonly(url)
     records = []
     for summary in optuna.get_all_study_summaries(storage=storage):
-        for t in storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False):
+        trials = storage.get_all_trials(storage.get_study_id_from_name(summary.study_name), deepcopy=False)
+        directions = [d.name.lower() for d in summary.directions]
+        if directions != ["maximize"]:
+            records += other_study(summary.study_name, directions, trials)
+            continue
+        for t in trials:
             metrics_file = Path(t.user_attrs.get(JOB_DIR, "/nonexistent"), "metrics.json")
             record = read_record(metrics_file, completed=t.state.name == "COMPLETE") or {}
             state = UNREADABLE if record.get("state") == UNREADABLE else t.state.name.lower()
@@ -127,11 +133,33 @@ def from_storage(url: str) -> list[dict]:
     return records
 
 
+def other_study(name: str, directions: list[str], trials: list) -> list[dict]:
+    """The trials of a study that does not maximize one value: its values, by its directions (`directions`), not a
+    dev accuracy."""
+    from qd.experiment.outcomes import REASON
+
+    return [{"study": name, "trial": t.number, "state": t.state.name.lower(), "values": t.values,
+             "directions": directions, "params": t.params, "reason": t.user_attrs.get(REASON, "")}
+            for t in trials]  # fmt: skip
+
+
+def best_by_direction(records: list[dict]) -> list[dict]:
+    """The best complete trials of one such study: the best value by its direction, or its Pareto front."""
+    complete = [r for r in records if r["state"] == "complete"]
+    signs = [1 if d == "minimize" else -1 for d in (records[0]["directions"] if records else [])]
+
+    def dominates(a: dict, b: dict) -> bool:
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a["values"], b["values"], strict=True)]
+        return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+    return [r for r in complete if not any(dominates(o, r) for o in complete)]
+
+
 def recorded_configuration(sources: list[str], study: str) -> dict:
     """The fixed configuration that `study`, in one of the storages among `sources`, records."""
     from qd.experiment.lean_optuna import optuna
+    from qd.experiment.outcomes import FIXED
     from qd.experiment.storage import open_readonly
-    from qd.experiment.study import FIXED
 
     names = set()
     for url in (s for s in sources if "://" in s):
@@ -198,7 +226,11 @@ def table(records: list[dict]):
 
 def printable(records: list[dict]) -> str:
     """`rows` as aligned text: only the columns that hold a value, a dash where a row has none."""
-    shown = [{c: v for c, v in row.items() if c not in ("job_dir", "data_dir")} for row in rows(records)]
+    return aligned([{c: v for c, v in row.items() if c not in ("job_dir", "data_dir")} for row in rows(records)])
+
+
+def aligned(shown: list[dict]) -> str:
+    """Rows as aligned text: only the columns that hold a value, a dash where a row has none."""
     columns = [c for c in shown[0] if any(row[c] not in (None, "") for row in shown)]
     lines = [columns] + [[cell(c, row[c]) for c in columns] for row in shown]
     widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
@@ -210,6 +242,8 @@ def cell(column: str, value: object) -> str:
         return "-"
     if isinstance(value, dict):  # a trial's searched params
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list) and column == "value":  # a study's values
+        return ", ".join(f"{v:.6g}" for v in value)
     if isinstance(value, list):  # a run's overrides
         return " ".join(map(str, value))
     return SHOWN.get(column, "{}").format(value)
@@ -231,12 +265,19 @@ def main(argv: list[str] | None = None) -> None:
             records = [r for r in records if r.get("study") == args.study]
         if not records:
             raise QDError(f"{', '.join(args.sources)}: no trials found (no job records, no study)")
+    others = [r for r in records if "directions" in r]
+    records = [r for r in records if "directions" not in r]
     for n, (data, group) in enumerate(by_data(records).items()):
         if n:
             print()
         heading = f"trained on {data}" if data else "data folder not recorded"
         print(f"{heading}: {len(group)} job{'s' * (len(group) != 1)}\n{printable(group)}")
         print_best(group)
+    for n, name in enumerate(sorted({r["study"] for r in others})):
+        if n or records:
+            print()
+        print_other_study([r for r in others if r["study"] == name])
+    records += others
     if args.study:
         print(f"\nstudy {args.study}: the fixed configuration its trials share")
         for name, value in sorted(fixed.items()):
@@ -244,6 +285,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.csv:
         table(records).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
+
+
+def print_other_study(records: list[dict]) -> None:
+    """A study that is not qd's: its trials by trial number, then its best by its direction (or its Pareto front)."""
+    from qd.experiment.lines import values_text
+
+    study, directions = records[0]["study"], records[0]["directions"]
+    print(f"study {study}: {len(records)} trial{'s' * (len(records) != 1)}, to {' and '.join(directions)} "
+          f"{'its value' if len(directions) == 1 else f'its {len(directions)} values'}")  # fmt: skip
+    rows = [{"trial": r["trial"], "state": r["state"].upper(), "value": r["values"], "params": r["params"],
+             "reason": r["reason"]} for r in sorted(records, key=lambda r: r["trial"])]  # fmt: skip
+    print(aligned(rows))
+    best = best_by_direction(records)
+    if not best:
+        print(f"no complete trial: {len(records)} failed, pruned or running")
+    elif len(directions) == 1:
+        print(f"best: study {study} trial {best[0]['trial']}, {values_text('value', best[0]['values'])}")
+    else:
+        print(f"Pareto front: trials {', '.join(str(r['trial']) for r in sorted(best, key=lambda r: r['trial']))}")
 
 
 def print_best(records: list[dict]) -> None:

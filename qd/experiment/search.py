@@ -1,35 +1,50 @@
-"""What a sweep searches, and how each trial's values are drawn.
+"""What a sweep searches: the sweeper's `params` with the command line's sweep expressions, as the Optuna sweeper
+reads them, the deprecated `search_space` where there are no params, and the conditional keys of the app config's
+`search.conditional`; how each trial's values are drawn. Every bad entry is one line (QDError), before the study
+opens.
 
-The search space is the preset's `hydra.sweeper.params` with the command line's sweep expressions added and its
-fixed values taken out, as the Optuna sweeper decides it, and the conditional keys of the config's
-`search.conditional`: each searched only when another key took given values, in the range of that branch.
+An expression means what it means to Hydra: `choice(a, b)` its values, `interval(a, b)` every value between a
+and b (whole numbers where both are), with `tag(log, ...)` drawn on a log scale, `range(a, b, step)` the values of
+Hydra's range, b excluded (the Optuna sweeper 1.3 also draws b, except with the grid sampler).
 
-The sampler is the configured one (TPE), made anew for each trial with a seed drawn from the study's seed and the
-trial's number, which the database hands out once: sweep processes on one study draw from different streams, a
-resumed study goes on where it was, and the same seed repeats a study. TPE counts the trials that run elsewhere as
-bad ones (`constant_liar`), so that processes spread out; and a parameter set that a trial of the study already
-holds is drawn again, then replaced by an unexplored one, while unexplored ones remain. A conditional key is
-modelled on the trials that drew it from the same range only: TPE's density for one branch never holds values
-from another's range (which made it divide by zero).
+`search.conditional` (qd's addition, Optuna's define-by-run space as data): a key searched only where another key
+took given values, in the range of that branch; the first branch whose `when` matches is searched. On the command
+line: `'+search.conditional.optimizer.momentum=[{when: {key: optimizer, values: [sgd]}, choices: [0.9]}]'`.
+
+    search:
+      conditional:
+        optimizer.lr:
+          - {when: {key: optimizer, values: [sgd]}, low: 0.01, high: 0.5, log: true}
+          - {when: {key: optimizer, values: [adam, adamw]}, low: 1.0e-4, high: 0.01, log: true}
+        optimizer.momentum:
+          - {when: {key: optimizer, values: [sgd]}, choices: [0.9, 0.95]}
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from textwrap import dedent
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qd.core.errors import QDError
+from qd.experiment.identity import flatten
 from qd.experiment.lean_optuna import optuna
-from qd.experiment.trial import INTERRUPTED, OUTCOME
 
 D = optuna.distributions
-ATTEMPTS = 20  # draws of a parameter set before an unexplored one replaces a repeat
-MOST_ENUMERATED = 100_000  # the largest finite space whose unexplored sets are listed
+BRANCH_KEYS = {"when", "low", "high", "log", "choices"}
+SEARCH_SPACE_URL = "https://hydra.cc/docs/upgrades/1.1_to_1.2/changes_to_sweeper_config/"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One range of a conditional key: searched where `key` took one of `values`."""
+
+    key: str
+    values: tuple
+    distribution: D.BaseDistribution
 
 
 @dataclass
@@ -37,109 +52,205 @@ class SearchSpace:
     searched: dict[str, D.BaseDistribution]  # drawn for every trial
     expressions: dict[str, str]  # the same, as the overrides spell them (`tag(log, interval(1e-5, 1.0))`)
     fixed: dict[str, str]  # fixed on the command line, `key: value` as the job's overrides give them
-    conditional: dict[str, list[dict]]  # key -> its branches: {when: {key, values}, low, high[, log] | choices}
+    conditional: dict[str, list[Branch]]  # searched where a branch's `when` matches
+    extend: Callable[[optuna.Trial], None] | None = None  # hydra.sweeper.custom_search_space, given the config
 
     @classmethod
-    def of(cls, params: list[str], conditional: DictConfig | None) -> SearchSpace:
-        """From the sweeper's params and the command line's task overrides (`key=expression` each)."""
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides  # after lean_optuna
+    def read(cls, sweeper: DictConfig, arguments: list[str], app: DictConfig) -> SearchSpace:
+        """From the sweeper's config (params, or the deprecated search_space), the command line's task overrides
+        (`arguments`) and the app config's `search.conditional` (QDError: one line)."""
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        searched, expressions, fixed = parse_overrides(params + list(arguments))
+        deprecated = sweeper.get("search_space")
+        if deprecated is not None and sweeper.get("params") is None:
+            deprecated_warning()
+            old = {str(k): from_config(f"hydra.sweeper.search_space.{k}", v) for k, v in deprecated.items()}
+            searched = {**old, **searched}
+            expressions.update({k: str(OmegaConf.to_container(deprecated[k])) for k in old if k not in expressions})
+        elif deprecated is not None:
+            import warnings
 
-        searched, fixed = create_params_from_overrides(params)
-        keys = {k.lstrip("+~") for k in fixed}
-        expressions = {o.key_or_group: o.input_line.partition("=")[2]
-                       for o in OverridesParser.create().parse_overrides(params) if o.is_sweep_override()}  # fmt: skip
-        branches = OmegaConf.to_container(conditional) if conditional else {}
-        return cls({k: v for k, v in searched.items() if k not in keys},
-                   {k: v for k, v in expressions.items() if k not in keys}, fixed,
-                   {k: v for k, v in branches.items() if k not in keys})  # fmt: skip
+            warnings.warn("Both hydra.sweeper.params and hydra.sweeper.search_space are configured.\nHydra will use "
+                          f"hydra.sweeper.params for defining search space.\n{SEARCH_SPACE_URL}", stacklevel=2)
+        for key in [k for k in searched if k.lstrip("+~") in {f.lstrip("+~") for f in fixed}]:
+            del searched[key]
+            expressions.pop(key.lstrip("+~"), None)
+        given = {k.lstrip("+~") for k in [*searched, *fixed]}
+        conditional = OmegaConf.to_container(OmegaConf.select(app, "search.conditional") or OmegaConf.create({}))
+        branches = read_conditional(conditional, given)
+        return cls(searched, expressions, fixed, {k: v for k, v in branches.items() if k not in given})
 
     def draw(self, trial: optuna.Trial) -> list[str]:
         """Draw the trial's values (a requeued trial keeps its own); the job's overrides that set them."""
         for name, distribution in self.searched.items():
-            trial._suggest(name, distribution)  # as the Optuna sweeper does: the distribution, not its kind
+            suggest(trial, name, distribution)
         for name, branches in self.conditional.items():
-            branch = next((b for b in branches if self.value(trial, b["when"]["key"]) in b["when"]["values"]), None)
+            branch = next((b for b in branches if self.value(trial, b.key) in b.values), None)
             if branch:
-                trial._suggest(name, branch_distribution(branch))
+                suggest(trial, name, branch.distribution)
+        if self.extend:
+            self.extend(trial)
+        overlap = sorted(trial.params.keys() & {k.lstrip("+~") for k in self.fixed})
+        if overlap:
+            raise QDError(f"hydra.sweeper.custom_search_space: it suggested {', '.join(overlap)}, which the overrides "
+                          "fix; search a key, or fix it, not both")  # fmt: skip
         return [f"{k}={v}" for k, v in {**trial.params, **self.fixed}.items()]
 
     def value(self, trial: optuna.Trial, key: str) -> object:
         """The trial's value of `key`: searched, or fixed on the command line."""
-        return trial.params.get(key, self.fixed.get(key.lstrip("+")))
+        if key in trial.params:
+            return trial.params[key]
+        return next((v for k, v in self.fixed.items() if k.lstrip("+~") == key), None)
+
+    def finite(self) -> dict[str, list] | None:
+        """Every value of each searched key, or None when one of them is continuous."""
+        values = {name: finite_values(d) for name, d in self.searched.items()}
+        return None if any(v is None for v in values.values()) else values
 
 
-def branch_distribution(branch: dict) -> D.BaseDistribution:
+def parse_overrides(overrides: list[str]) -> tuple[dict[str, D.BaseDistribution], dict[str, str], dict[str, str]]:
+    """The searched keys' distributions and expressions, and the fixed keys' values, of `key=value` overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    searched, expressions, fixed = {}, {}, {}
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException as e:
+            raise QDError(f"hydra.sweeper.params: {text}: Hydra's override grammar cannot read it ({e})") from None
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            searched[key] = distribution_of(override)
+            expressions[override.key_or_group] = text.partition("=")[2]
+        else:
+            fixed[key] = override.get_value_element_as_str()
+    return searched, expressions, fixed
+
+
+def distribution_of(override: object) -> D.BaseDistribution:
+    """The Optuna distribution of a sweep expression, as Hydra means it."""
+    from hydra.core.override_parser.types import Transformer
+
+    if override.is_choice_sweep() or (override.is_range_sweep() and override.value().shuffle):
+        return D.CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    if override.is_range_sweep():
+        values = list(override.sweep_iterator())
+        if not values:
+            raise QDError(f"{override.input_line}: an empty range")
+        low, high, step = min(values), max(values), abs(override.value().step)
+        if all(isinstance(v, int) for v in values):
+            return D.IntUniformDistribution(low, high, step=step)
+        return D.DiscreteUniformDistribution(low, high, step)
+    interval = override.value()
+    low, high, log = interval.start, interval.end, "log" in interval.tags
+    check_range(override.input_line, low, high, log)
+    if isinstance(low, int) and isinstance(high, int):
+        return D.IntLogUniformDistribution(low, high) if log else D.IntUniformDistribution(low, high)
+    return D.LogUniformDistribution(low, high) if log else D.UniformDistribution(low, high)
+
+
+def check_range(where: str, low: object, high: object, log: bool) -> None:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
+    if not numbers or low > high:
+        raise QDError(f"{where}: expected a low and a high number, low below high")
+    if log and low <= 0:
+        raise QDError(f"{where}: a log scale needs a low above 0")
+
+
+def deprecated_warning() -> None:
+    """The Optuna sweeper's warning for `hydra.sweeper.search_space`, word for word."""
+    from qd.experiment.compat import deprecation_warning
+
+    deprecation_warning(dedent(f"""\
+        `hydra.sweeper.search_space` is deprecated and will be removed in the next major release.
+        Please configure with `hydra.sweeper.params`.
+        {SEARCH_SPACE_URL}
+        """))  # fmt: skip
+
+
+def from_config(where: str, entry: object) -> D.BaseDistribution:
+    """A distribution of the deprecated `search_space` ({type: int|float|categorical, low, high, log, step,
+    choices})."""
+    entry = OmegaConf.to_container(entry) if isinstance(entry, DictConfig) else entry
+    kind = entry.get("type") if isinstance(entry, dict) else None
+    kind = getattr(kind, "name", kind)
+    if kind == "categorical" and entry.get("choices"):
+        return D.CategoricalDistribution(entry["choices"])
+    if kind not in ("int", "float"):
+        raise QDError(f"{where}: expected type int, float or categorical (with choices), got {entry}")
+    low, high, log, step = entry.get("low"), entry.get("high"), entry.get("log", False), entry.get("step")
+    check_range(where, low, high, log)
+    if kind == "int":
+        low, high = int(low), int(high)
+        return D.IntLogUniformDistribution(low, high) if log else D.IntUniformDistribution(low, high, step=step or 1)
+    if log:
+        return D.LogUniformDistribution(low, high)
+    return D.DiscreteUniformDistribution(low, high, step) if step else D.UniformDistribution(low, high)
+
+
+def read_conditional(conditional: object, given: set[str]) -> dict[str, list[Branch]]:
+    """`search.conditional`, checked entry by entry against its format (see the module's docstring)."""
+    if not isinstance(conditional, dict):
+        raise QDError(f"search.conditional: expected a mapping of keys to lists of branches, got {conditional!r}")
+    read = {}
+    for name, branches in flatten(conditional).items():  # `optimizer: {lr: [...]}` (an override's) is `optimizer.lr`
+        where = f"search.conditional.{name}"
+        if not isinstance(branches, list) or not branches:
+            raise QDError(f"{where}: expected a list of branches ({{when: {{key, values}}, low, high[, log]}} or "
+                          "{when: ..., choices})")  # fmt: skip
+        read[name] = [read_branch(f"{where}[{i}]", b, given) for i, b in enumerate(branches)]
+    return read
+
+
+def read_branch(where: str, branch: object, given: set[str]) -> Branch:
+    if not isinstance(branch, dict):
+        raise QDError(f"{where}: expected a mapping ({{when: {{key, values}}, low, high[, log]}} or choices), got "
+                      f"{branch!r}")  # fmt: skip
+    unknown = sorted(set(branch) - BRANCH_KEYS)
+    if unknown:
+        raise QDError(f"{where}: unknown key {', '.join(map(str, unknown))}; expected when, low, high, log or choices")
+    when = branch.get("when")
+    if not (isinstance(when, dict) and set(when) == {"key", "values"} and isinstance(when["values"], list)
+            and when["values"]):  # fmt: skip
+        raise QDError(f"{where}.when: expected {{key: KEY, values: [VALUE, ...]}}, got {when!r}")
+    if when["key"] not in given:
+        raise QDError(f"{where}.when.key: {when['key']} is neither searched nor fixed by this sweep; expected one of "
+                      f"{', '.join(sorted(given)) or 'its searched keys'}")  # fmt: skip
+    values = tuple(str(v) if not isinstance(v, (bool, int, float)) else v for v in when["values"])
     if "choices" in branch:
-        return D.CategoricalDistribution(branch["choices"])
-    log = branch.get("log", False)
-    if isinstance(branch["low"], int) and isinstance(branch["high"], int):
-        return (D.IntLogUniformDistribution if log else D.IntUniformDistribution)(branch["low"], branch["high"])
-    return (D.LogUniformDistribution if log else D.UniformDistribution)(branch["low"], branch["high"])
+        if set(branch) & {"low", "high", "log"} or not isinstance(branch["choices"], list) or not branch["choices"]:
+            raise QDError(f"{where}: expected either choices (a list) or low and high, not both")
+        return Branch(when["key"], values, D.CategoricalDistribution(branch["choices"]))
+    if "low" not in branch or "high" not in branch:
+        raise QDError(f"{where}: expected low and high (or choices)")
+    low, high, log = branch["low"], branch["high"], branch.get("log", False)
+    if not isinstance(log, bool):
+        raise QDError(f"{where}.log: expected true or false, got {log!r}")
+    check_range(where, low, high, log)
+    if isinstance(low, int) and isinstance(high, int):
+        kind = D.IntLogUniformDistribution if log else D.IntUniformDistribution
+    else:
+        kind = D.LogUniformDistribution if log else D.UniformDistribution
+    return Branch(when["key"], values, kind(low, high))
 
 
-def per_trial_sampler(sampler: DictConfig) -> Callable[[int | None], optuna.samplers.BaseSampler] | None:
-    """How to make the configured sampler with a given seed; None for samplers drawn otherwise than TPE's and the
-    random sampler's way (grid, CMA-ES, NSGA-II): those are used as configured."""
-    target = str(sampler.get("_target_", ""))
-    if target.endswith(".TPESampler"):
-        return lambda seed: instantiate(sampler, seed=seed, constant_liar=True)
-    if target.endswith(".RandomSampler"):
-        return lambda seed: instantiate(sampler, seed=seed)
-    return None
-
-
-class DistinctSampler(optuna.samplers.BaseSampler):
-    """The configured sampler, seeded per trial, drawing the searched keys together so that a set the study holds is
-    not drawn again while unexplored ones remain."""
-
-    def __init__(self, make: Callable[[int | None], optuna.samplers.BaseSampler], seed: int | None,
-                 searched: dict[str, D.BaseDistribution]) -> None:  # fmt: skip
-        self._make, self._seed, self._searched = make, seed, searched
-        self._current: tuple[int, optuna.samplers.BaseSampler, random.Random] | None = None
-
-    def _for(self, trial: optuna.trial.FrozenTrial) -> tuple[optuna.samplers.BaseSampler, random.Random]:
-        if self._current is None or self._current[0] != trial.number:
-            seed = None if self._seed is None else random.Random(f"{self._seed}:{trial.number}").getrandbits(31)
-            self._current = trial.number, self._make(seed), random.Random(seed)
-        return self._current[1:]
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
-        return dict(self._searched)
-
-    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict) -> dict:
-        if not search_space or "fixed_params" in trial.system_attrs:  # a requeued trial keeps its own values
-            return {}
-        names = sorted(search_space)
-        held = {tuple(p[n] for n in names) for t in study.get_trials(deepcopy=False)
-                if t.number != trial.number and t.user_attrs.get(OUTCOME) != INTERRUPTED
-                and set(names) <= (p := params_of(t)).keys()}  # fmt: skip
-        for _ in range(ATTEMPTS):
-            drawn = {n: self.sample_independent(study, trial, n, search_space[n]) for n in names}
-            if tuple(drawn[n] for n in names) not in held:
-                return drawn
-        unexplored = sorted(set(all_sets(search_space, names)) - held, key=repr)
-        return dict(zip(names, self._for(trial)[1].choice(unexplored), strict=True)) if unexplored else drawn
-
-    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, name: str,
-                           distribution: D.BaseDistribution) -> object:  # fmt: skip
-        return self._for(trial)[0].sample_independent(SameRange(study, name, distribution), trial, name, distribution)
-
-
-def params_of(trial: optuna.trial.FrozenTrial) -> dict:
-    """A trial's values; a queued trial's, those it will run with."""
-    return trial.params or trial.system_attrs.get("fixed_params", {})
-
-
-def all_sets(space: dict[str, D.BaseDistribution], names: list[str]) -> list[tuple]:
-    """Every parameter set of a finite space, in `names` order; none when a key is continuous or the space is huge."""
-    values = [finite_values(space[n]) for n in names]
-    if any(v is None for v in values) or math.prod(len(v) for v in values) > MOST_ENUMERATED:
-        return []
-    return list(itertools.product(*values))
+def suggest(trial: optuna.Trial, name: str, d: D.BaseDistribution) -> object:
+    """The trial's value of `name`, drawn from `d` through the trial's public suggest methods."""
+    if isinstance(d, D.CategoricalDistribution):
+        return trial.suggest_categorical(name, d.choices)
+    if isinstance(d, D.IntLogUniformDistribution):
+        return trial.suggest_int(name, d.low, d.high, log=True)
+    if isinstance(d, D.IntUniformDistribution):
+        return trial.suggest_int(name, d.low, d.high, step=d.step)
+    if isinstance(d, D.DiscreteUniformDistribution):
+        return trial.suggest_float(name, d.low, d.high, step=d.q)
+    return trial.suggest_float(name, d.low, d.high, log=isinstance(d, D.LogUniformDistribution))
 
 
 def finite_values(d: D.BaseDistribution) -> list | None:
+    """Every value of a finite distribution; None for a continuous one."""
     if isinstance(d, D.CategoricalDistribution):
         return list(d.choices)
     if isinstance(d, D.IntUniformDistribution):
@@ -149,18 +260,3 @@ def finite_values(d: D.BaseDistribution) -> list | None:
     if isinstance(d, D.DiscreteUniformDistribution):
         return [d.low + i * d.q for i in range(round((d.high - d.low) / d.q) + 1)]
     return None
-
-
-class SameRange:
-    """The study as the sampler sees it for one key: only the trials that drew the key from `distribution` (a
-    conditional key's other branches draw it from other ranges)."""
-
-    def __init__(self, study: optuna.Study, name: str, distribution: D.BaseDistribution) -> None:
-        self._study, self._name, self._distribution = study, name, distribution
-
-    def get_trials(self, deepcopy: bool = True, states: tuple | None = None) -> list[optuna.trial.FrozenTrial]:
-        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
-        return [t for t in trials if t.distributions.get(self._name, self._distribution) == self._distribution]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._study, name)

@@ -49,6 +49,21 @@ def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
     return with_retries(url, lambda: HeldStorage(url))
 
 
+_IN_MEMORY: dict[str, optuna.storages.InMemoryStorage] = {}
+
+
+def in_memory(study_name: str) -> optuna.storages.InMemoryStorage:
+    """The in-memory storage of study `study_name` (`hydra.sweeper.storage: null`), made once a process: the sweep
+    that makes it and the jobs that run in its process share it; no other process can reach it."""
+    return _IN_MEMORY.setdefault(study_name, optuna.storages.InMemoryStorage())
+
+
+def reachable(url: str | None, study_name: str) -> optuna.storages.BaseStorage | None:
+    """The storage of study `study_name` as a job opens it: its database, or its memory when the job runs in the
+    sweeping process; None when the study lies in another process's memory."""
+    return HeldStorage(url) if url is not None else _IN_MEMORY.get(study_name)
+
+
 def _held(method: Callable) -> Callable:
     @functools.wraps(method)
     def call(*args: object, **kwargs: object) -> object:
@@ -100,7 +115,6 @@ def _readonly(url: str) -> tuple[str, dict]:
 def _tables(url: str) -> tuple[set[str], set[str]]:
     """The tables of the database `url` names, read without writing anything: Optuna's (their names and columns), and
     any other program's."""
-    from optuna.storages._rdb.models import BaseModel
     from sqlalchemy import create_engine
     from sqlalchemy import inspect as inspect_database
 
@@ -114,8 +128,9 @@ def _tables(url: str) -> tuple[set[str], set[str]]:
             finally:
                 engine.dispose()
 
-    schema = {name: {c.name for c in table.columns} for name, table in BaseModel.metadata.tables.items()}
-    schema["alembic_version"] = {"version_num"}
+    from qd.experiment.compat import optuna_schema
+
+    schema = {**optuna_schema(), "alembic_version": {"version_num"}}
     found = with_retries(url, read)
     ours = {name for name, columns in found.items() if schema.get(name) == columns}
     return ours, set(found) - ours
@@ -185,16 +200,19 @@ def database_errors(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
     """Hold the lock of study `study_name`: its sweep processes take turns at counting, reaping, requeueing and
     asking for trials, so that none proposes what another just did or runs a trial past the study's total.
 
     SQLite: an advisory lock on a file beside the database (`<db>-qdlock`; processes of one machine, as SQLite
-    needs). PostgreSQL: a session advisory lock, released by the server when the process dies. Other databases
-    take no lock.
+    needs). PostgreSQL: a session advisory lock, released by the server when the process dies. Other databases,
+    and a study in memory, take no lock.
     """
     from sqlalchemy import text
 
+    if not isinstance(storage, optuna.storages.RDBStorage):  # in this process's memory: no other process shares it
+        yield
+        return
     path = sqlite_path(str(storage.url))
     if path:
         with open(f"{path}-qdlock", "a") as lock_file:

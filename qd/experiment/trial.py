@@ -1,6 +1,7 @@
-"""A sweep job's side of its trial: the job is handed its trial's number (the `trial` key) and study
-(`hydra.sweeper.study_name`) as overrides, reports its learning curve there for the pruner, and records how it
-ended early (pruned, failed, interrupted, and why) in the trial's attributes, where the sweeping process reads it.
+"""A qd job's side of its trial of qd's sweeper: the trial's number is Hydra's job number (`hydra.job.num`), its
+study `hydra.sweeper.study_name`. Where the job can reach the study, it names its folder and process there (for a
+sweep that dies before the job: qd.experiment.janitor) and reports its learning curve for the pruner. How it ends
+goes back to the sweep in its return: its dev accuracy, or its error (pruned, or failed, in one line).
 """
 
 from __future__ import annotations
@@ -14,16 +15,9 @@ from omegaconf import DictConfig
 from qd.core.errors import Pruned, QDError, config_terms, disk_error, one_line
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
+from qd.experiment.outcomes import JOB_DIR, SLURM_JOB, SWEEPER, WORKER
 from qd.experiment.processes import this_process, watch_parent
-from qd.experiment.storage import HeldStorage
-
-# A trial's user attributes: the sweeping process that asked for it (`host:pid`); its job's folder and process,
-# and its Slurm job where it runs under Slurm; how a job that ended early ended, and why.
-SWEEPER, JOB_DIR, WORKER, SLURM_JOB = "sweeper", "job_dir", "worker", "slurm_job"
-OUTCOME, REASON = "qd_outcome", "qd_reason"
-# The OUTCOME of a trial whose job was lost (Ctrl-C, its process died, Slurm cancelled it or lost its node): the
-# study runs it again with its parameters, and it does not count toward n_trials.
-INTERRUPTED = "interrupted"
+from qd.experiment.storage import reachable
 
 
 def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
@@ -40,13 +34,13 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
 
 
 @functools.cache
-def job_storage(url: str) -> optuna.storages.RDBStorage:
-    """The study database as this process's jobs open it: once a process, not once a job (a worker process runs
-    many jobs, and each opening builds an engine and checks the schema)."""
-    return HeldStorage(url)
+def job_storage(url: str | None, study_name: str) -> optuna.storages.BaseStorage | None:
+    """The study's storage as this process's jobs open it: once a process, not once a job (a worker process runs
+    many jobs, and each opening of a database builds an engine and checks the schema)."""
+    return reachable(url, study_name)
 
 
-def running_trial(storage: optuna.storages.RDBStorage, study_name: str, number: int,
+def running_trial(storage: optuna.storages.BaseStorage, study_name: str, number: int,
                   pruner: optuna.pruners.BasePruner | None = None) -> optuna.Trial:  # fmt: skip
     """Trial `number` of the study, which must still run (QDError otherwise: the sweep ended it meanwhile)."""
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
@@ -56,23 +50,20 @@ def running_trial(storage: optuna.storages.RDBStorage, study_name: str, number: 
     return optuna.trial.Trial(study, trial_id)
 
 
-def record_lost_job(storage: str, study_name: str, number: int, reason: str, interrupted: bool) -> None:
-    """Record that the job of trial `number` ended without a word (Slurm cancelled or killed it) and why: the
-    sweeping process then tells the trial FAIL with that reason. An interrupted one (cancelled, its node lost) runs
-    again; one that failed on its own (out of time or memory) counts."""
-    trial = running_trial(job_storage(storage), study_name, number)
-    trial.set_user_attr(OUTCOME, INTERRUPTED if interrupted else "failed")
-    trial.set_user_attr(REASON, reason)
+class JobTrial:
+    """This job's trial: its learning curve goes to the study where the job can reach it, and an error that ends it
+    leaves as one line (pruned stays pruned). A job that runs in a child of the sweeping process (a parallel worker)
+    ends when that process dies."""
 
-
-class SweepTrial:
-    """This job's running trial: its learning curve goes to the study, and how the job ended early (failed, pruned
-    or interrupted, and why) to the trial's attributes. A job that runs in a child of the sweeping process (a
-    parallel worker) ends when that process dies."""
-
-    def __init__(self, hc: DictConfig, number: int, pruning: dict | None) -> None:
+    def __init__(self, hc: DictConfig, pruning: dict | None) -> None:
+        number, name = int(hc.job.num), str(hc.sweeper.study_name)
         pruner = make_pruner(pruning)
-        self.trial = running_trial(job_storage(str(hc.sweeper.storage)), str(hc.sweeper.study_name), number, pruner)
+        storage = job_storage(hc.sweeper.storage, name)
+        self.trial = running_trial(storage, name, number, pruner) if storage is not None else None
+        self.prunes = self.trial is not None and not isinstance(pruner, optuna.pruners.NopPruner)
+        self.info = {"study": name, "trial": number, "params": self.trial.params if self.trial else {}}
+        if self.trial is None:
+            return
         self.trial.set_user_attr(JOB_DIR, str(Path(hc.runtime.output_dir).resolve()))
         self.trial.set_user_attr(WORKER, this_process())
         if slurm.job_id():
@@ -80,31 +71,22 @@ class SweepTrial:
         host, _, pid = self.trial.user_attrs.get(SWEEPER, ":").partition(":")
         if host == socket.gethostname() and pid.isdigit():
             watch_parent(int(pid))
-        self.prunes = not isinstance(pruner, optuna.pruners.NopPruner)  # should_prune() reads the storage
-        self.info = {"study": hc.sweeper.study_name, "trial": number, "params": self.trial.params}
 
     def on_eval(self, row: dict) -> None:
+        if self.trial is None:
+            return
         self.trial.report(row["dev_acc"], row["step"])
         if self.prunes and self.trial.should_prune():
             raise Pruned(f"pruned at step {row['step']} with dev accuracy {row['dev_acc']:.4f}")
 
-    def __enter__(self) -> SweepTrial:
+    def __enter__(self) -> JobTrial:
         return self
 
-    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> bool:
-        """Record how a job that ended early ended, and swallow the error (not an interrupt): the sweeping process
-        prints the trial's one line, instead of Hydra's traceback for a failed job."""
-        if error is not None:
-            outcome, reason = ended_how(error)
-            self.trial.set_user_attr(OUTCOME, outcome)
-            self.trial.set_user_attr(REASON, reason)
-        return isinstance(error, Exception)
-
-
-def ended_how(error: BaseException) -> tuple[str, str]:
-    """The OUTCOME and REASON of a job that `error` ended."""
-    if isinstance(error, Pruned):
-        return "pruned", str(error)
-    if isinstance(error, KeyboardInterrupt):
-        return INTERRUPTED, "interrupted (Ctrl-C)"
-    return "failed", config_terms(one_line(disk_error(error, ".", "its folder keeps what it wrote") or error))
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
+        """An error that ends the job, as one line in config terms (QDError, which every launcher carries back);
+        Pruned as it is; an interrupt untouched."""
+        if isinstance(error, Exception) and not isinstance(error, (Pruned, QDError)):
+            error = disk_error(error, ".", "its folder keeps what it wrote") or error
+            raise QDError(config_terms(one_line(error))) from None
+        if isinstance(error, QDError):
+            raise QDError(config_terms(str(error))) from None

@@ -30,11 +30,10 @@ def warm(launcher: DictConfig, job: dict) -> Generator[None, None, None]:
     they go to these processes. Iterating the result waits for the workers; a settings error is raised there
     (QDError)."""
     import joblib
-    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 
-    options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
-    options["backend"] = "loky"  # as the launcher's launch() does, then its processing of numbers given as text
-    process_joblib_cfg(options)
+    from qd.experiment.compat import joblib_options
+
+    options = joblib_options(OmegaConf.to_container(launcher, resolve=True))
     n_workers = joblib.effective_n_jobs(options["n_jobs"])
     return joblib.Parallel(**options, return_as="generator_unordered")(
         joblib.delayed(warm_worker)(job, os.getpid()) for _ in range(n_workers)
@@ -61,11 +60,11 @@ def stop(warming: Generator[None, None, None] | None) -> None:
     """Stop the workers once the sweep has ended, however it ended: killed, they skip the interpreter's teardown of
     torch. The warm-up (`warming`, None where it never began) is given up quietly where an interrupt cut it (joblib
     would warn of its tasks)."""
-    from joblib.externals.loky import get_reusable_executor
+    from qd.experiment.compat import stop_joblib_workers
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if warming is not None:
             warming.close()
-    get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+    stop_joblib_workers()
 

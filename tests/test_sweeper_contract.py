@@ -1,0 +1,222 @@
+"""qd's sweeper on a Hydra app that is not qd's (tests/apps/objectives.py): every setting of the Optuna sweeper with
+its meaning, Hydra's callbacks, one study shared by several processes, and one line for what it cannot honour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, ours, run_cli
+
+APP = ROOT / "tests/apps/objectives.py"
+RECORDER = "+hydra.callbacks.recorder._target_=objectives.Recorder"
+
+
+def sweep(cwd: Path, config: str, *overrides: str) -> subprocess.CompletedProcess:
+    """A sweep of the app with `config` (tests/apps/conf), in `cwd`, its folder `multirun`."""
+    return run_cli([str(APP), "--config-name", config, "-m", *overrides], cwd, timeout=300)
+
+
+def start(cwd: Path, config: str, *overrides: str) -> subprocess.Popen:
+    """The same sweep, started and left to run."""
+    return subprocess.Popen([sys.executable, str(APP), "--config-name", config, "-m", *overrides], cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def study(cwd: Path, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/study.db")
+
+
+def jobs(folder: Path) -> list[dict]:
+    """What each job of a sweep folder saw: its Hydra job number and values."""
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*/value.json"))]
+
+
+def results(folder: Path) -> dict:
+    return yaml.safe_load((folder / "optimization_results.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_a_function_to_minimize_reports_the_studys_minimum_near_the_optimum(tmp_path):
+    result = sweep(tmp_path, "sphere", "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.n_trials=25")
+    assert result.returncode == 0, result.stderr
+    held = study(tmp_path, "sphere")  # the name the config gives, as given
+    best = held.best_trial
+    assert held.direction.name == "MINIMIZE" and len(held.trials) == 25
+    assert best.value == min(t.value for t in held.trials)
+    assert results(tmp_path / "multirun") == {"name": "optuna", "best_params": best.params, "best_value": best.value}
+    assert ours(result.stdout)[-1].endswith(f"the study's best: trial {best.number}, value {best.value:.4f}")
+    assert abs(best.params["x"] - 1) < 1 and abs(best.params["y"] + 2) < 1, best.params  # the optimum is (1, -2)
+    for job in jobs(tmp_path / "multirun"):  # the trial's number reaches the job as Hydra's own job number
+        trial = held.trials[job["num"]]
+        assert (job["x"], job["y"], job["value"]) == (trial.params["x"], trial.params["y"], trial.value)
+    listed = run_cli(["-m", "qd", "results", "sqlite:///study.db"], tmp_path)
+    assert listed.stdout.splitlines()[0] == "study sphere: 25 trials, to minimize its value"
+    assert listed.stdout.splitlines()[-1] == f"best: study sphere trial {best.number}, value {best.value:.4f}"
+
+
+@pytest.mark.slow
+def test_a_study_in_memory_runs_and_leaves_no_database(tmp_path):
+    result = sweep(tmp_path, "sphere", "hydra.sweeper.n_trials=5", RECORDER)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "multirun"]
+    values = [job["value"] for job in jobs(tmp_path / "multirun")]
+    assert len(values) == 5 and results(tmp_path / "multirun")["best_value"] == min(values)
+
+
+@pytest.mark.slow
+def test_hydras_callbacks_hear_every_event_of_a_sweep(tmp_path):
+    result = sweep(tmp_path, "sphere", "hydra.sweeper.n_trials=3", "fail_above=100", "x=101", "~hydra.sweeper.params.x",
+                   "hydra.sweeper.max_failure_rate=1.0", RECORDER)  # fmt: skip
+    assert result.returncode == 1, result.stderr  # every trial failed: x is fixed above fail_above
+    assert ours(result.stderr)[-1].startswith("sweep failed: all 3 trials failed (ValueError: x=101 is above 100)")
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    jobs_seen = [(e["event"], e.get("num"), e.get("status")) for e in events[1:]]
+    assert events[0]["event"] == "on_multirun_start"
+    assert jobs_seen == [(f"on_job_{when}", n, "FAILED" if when == "end" else None) for n in range(3)
+                         for when in ("start", "end")]  # fmt: skip
+
+    result = sweep(tmp_path, "sphere", "hydra.sweeper.n_trials=2", "hydra.sweep.dir=again", RECORDER)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[len(jobs_seen) + 1 :] == ["on_multirun_start", *["on_job_start", "on_job_end"] * 2,
+                                            "on_multirun_end"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_grid_runs_each_point_once_and_caps_n_trials(tmp_path):
+    result = sweep(tmp_path, "grid")
+    assert result.returncode == 0, result.stderr
+    assert ours(result.stdout)[0] == "new study grid: 9 trials to run"
+    points = sorted((job["x"], job["y"]) for job in jobs(tmp_path / "multirun"))
+    assert points == [(x, y) for x in (-1, 0, 1) for y in (-3, -2, -1)], "choice, and range(-3, 0) as Hydra means it"
+    assert results(tmp_path / "multirun")["best_params"] == {"x": 1, "y": -2}
+
+
+@pytest.mark.slow
+def test_two_objectives_give_the_pareto_front(tmp_path):
+    result = sweep(tmp_path, "pareto", "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.n_trials=12")
+    assert result.returncode == 0, result.stderr
+    front = study(tmp_path, "pareto").best_trials
+    assert results(tmp_path / "multirun")["solutions"] == [{"params": t.params, "values": t.values} for t in front]
+    numbers = ", ".join(str(t.number) for t in sorted(front, key=lambda t: t.number))
+    assert ours(result.stdout)[-1].endswith(f"the study's Pareto front: {len(front)} trials ({numbers})")
+
+
+@pytest.mark.slow
+def test_a_custom_search_space_draws_its_keys_where_it_says(tmp_path):
+    result = sweep(tmp_path, "custom", "hydra.sweeper.storage=sqlite:///study.db")
+    assert result.returncode == 0, result.stderr
+    trials = study(tmp_path, "custom").trials
+    assert {("z" in t.params) for t in trials} == {True, False}
+    assert all(("z" in t.params) == (t.params["x"] > 0) for t in trials)
+    for job in jobs(tmp_path / "multirun"):
+        params = trials[job["num"]].params
+        assert job["value"] == (params["x"] - 1) ** 2 + (params["y"] + 2) ** 2 + params.get("z", 0.0) ** 2
+
+
+@pytest.mark.slow
+def test_max_failure_rate_stops_the_sweep_after_a_batch_that_failed_too_often(tmp_path):
+    """The Optuna sweeper's default max_failure_rate (0) with one trial a batch: the first failure ends the sweep."""
+    result = sweep(tmp_path, "sphere", "hydra.sweeper.storage=sqlite:///study.db", "fail_above=2")
+    assert result.returncode == 1, result.stderr
+    assert ours(result.stderr) == ["sweep stopped: 1 of 1 trial failed, more than hydra.sweeper.max_failure_rate=0"]
+    trials = study(tmp_path, "sphere").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * (len(trials) - 1) + ["FAIL"] and len(trials) < 20
+    assert trials[-1].user_attrs["qd_reason"] == f"ValueError: x={trials[-1].params['x']} is above 2"
+
+
+@pytest.mark.slow
+def test_the_deprecated_search_space_is_searched_with_the_sweepers_warning(tmp_path):
+    result = sweep(tmp_path, "deprecated")
+    assert result.returncode == 0, result.stderr
+    assert "UserWarning: `hydra.sweeper.search_space` is deprecated and will be removed" in result.stderr
+    seen = jobs(tmp_path / "multirun")
+    assert len({job["x"] for job in seen}) == 4 and {job["y"] for job in seen} <= {-3, -2, -1, 0}
+    assert set(results(tmp_path / "multirun")["best_params"]) == {"x", "y"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, n_trials", [("sphere", 12), ("grid", 9), ("pareto", 12)])
+def test_three_sweep_processes_share_one_sqlite_study(tmp_path, config, n_trials):
+    overrides = ["hydra.sweeper.storage=sqlite:///study.db", f"hydra.sweeper.n_trials={n_trials}"]
+    processes = [start(tmp_path, config, *overrides, f"hydra.sweep.dir=m{i}") for i in range(3)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
+    trials = study(tmp_path, config).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * n_trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == n_trials, "no set of values drawn twice"
+    seen = [job for i in range(3) for job in jobs(tmp_path / f"m{i}")]
+    assert sorted(job["num"] for job in seen) == list(range(n_trials)), "each trial run once, by one process"
+
+
+REFUSED = [
+    (["hydra.sweeper.n_jobs=0"], "error: hydra.sweeper.n_jobs=0: expected the number of trials in flight, 1 or more"),
+    (["hydra.sweeper.direction=sideways"],
+     "error: hydra.sweeper.direction=sideways: expected minimize, maximize, or a list of them (one a value the task "
+     "returns)"),
+    (["hydra.sweeper.max_failure_rate=1.5"],
+     "error: hydra.sweeper.max_failure_rate=1.5: expected a share of failed trials from 0 to 1"),
+    (["--config-name", "grid", "hydra.sweeper.params.x='interval(-1, 1)'"],
+     "error: hydra.sweeper.sampler=grid: the grid needs each searched key as a choice or a range; searched: "
+     "x=interval(-1, 1), y=range(-3, 0)"),
+    (["hydra/sweeper/sampler=cmaes", "hydra.sweeper.direction=[minimize,minimize]"],
+     "error: hydra.sweeper.sampler: CmaEsSampler optimizes one objective, and hydra.sweeper.direction names 2; use "
+     "nsgaii, motpe or tpe"),
+    (["hydra.sweeper.params.x='interval(5, 1)'"],
+     "error: x=interval(5, 1): expected a low and a high number, low below high"),
+    (["hydra.sweeper.custom_search_space=objectives.nowhere"],
+     "error: hydra.sweeper.custom_search_space=objectives.nowhere: cannot be found; expected the dotted path of a "
+     "function f(config, trial) that Python can import"),
+    (["hydra.sweeper.storage=nowhere"],
+     "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string "
+     "'nowhere')"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides, expected", REFUSED, ids=lambda v: str(v)[:40])
+def test_a_setting_that_cannot_be_honoured_is_one_line_before_anything_is_created(tmp_path, overrides, expected):
+    result = run_cli([str(APP), "-m", *overrides], tmp_path)
+    assert (result.returncode, ours(result.stderr)) == (2, [expected]), result.stderr
+    assert list(tmp_path.iterdir()) == [], "no folder, no database"
+
+
+@pytest.mark.slow
+def test_qds_own_runs_and_sweeps_go_through_hydras_run_and_multirun(course_dir, tmp_path):
+    """Hydra's callbacks hear qd's single runs, failed ones too (which still end in one line), and its sweeps; a
+    sweep's folder holds Hydra's multirun.yaml."""
+    recorder = "+hydra.callbacks.recorder._target_=tests.apps.objectives.Recorder"
+    common = [f"data.dir={course_dir}", "train.steps=20", "train.eval_every=10", recorder]
+    main = str(ROOT / "main_densenet.py")
+
+    def events() -> list[tuple]:
+        lines = (tmp_path / "events.jsonl").read_text().splitlines()
+        (tmp_path / "events.jsonl").unlink()
+        return [(e["event"], e.get("status")) for e in map(json.loads, lines)]
+
+    run = run_cli([main, *common], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert events() == [("on_run_start", None), ("on_job_start", None), ("on_job_end", "COMPLETED"),
+                        ("on_run_end", "COMPLETED")]  # fmt: skip
+
+    diverging = run_cli([main, *common, "optimizer=sgd", "optimizer.lr=10000"], tmp_path)
+    assert diverging.returncode == 2 and ours(diverging.stderr) == [diverging.stderr.strip()], diverging.stderr
+    assert diverging.stderr.startswith("error: training diverged at step ")
+    assert events() == [("on_run_start", None), ("on_job_start", None), ("on_job_end", "FAILED"),
+                        ("on_run_end", "FAILED")]  # fmt: skip
+
+    swept = run_cli([main, *common, "+sweep=densenet_lr", "hydra.sweeper.n_trials=2", "hydra.sweep.dir=swept",
+                     "optimizer.lr=tag(log, interval(1e-4, 1e-2))"], tmp_path)  # fmt: skip
+    assert swept.returncode == 0, swept.stderr
+    assert events() == [("on_multirun_start", None), *[("on_job_start", None), ("on_job_end", "COMPLETED")] * 2,
+                        ("on_multirun_end", None)]  # fmt: skip
+    assert yaml.safe_load((tmp_path / "swept/multirun.yaml").read_text())["hydra"]["sweeper"]["n_trials"] == 2
