@@ -45,11 +45,12 @@ def run_cli(
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+def start(argv: list[str], cwd: Path, group: bool = False) -> subprocess.Popen:
     """A process as a terminal starts it, the repository importable: Ctrl-C (SIGINT) as Python expects it, even
-    where this test's own runner ignores it (a background job of a script)."""
+    where this test's own runner ignores it (a background job of a script); with `group`, in a process group of its
+    own, as a terminal's foreground job (os.killpg then signals it and its children, as Ctrl-C does)."""
     return subprocess.Popen(argv, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, process_group=0 if group else None,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 

@@ -142,3 +142,48 @@ def test_a_checkpoint_from_before_checksums_loads_and_says_so_once(tmp_path, cap
         f"note: {tmp_path / 'old.pt'}: written before qd checkpoints carried a checksum; it and any other such file "
         "load unverified\n"
     )
+
+
+def test_a_checkpoint_cut_short_anywhere_is_one_line(densenet_file, tmp_path):
+    """Cut at 20,000 and 68,380 bytes torch raised OSError (Errno 22), not its usual errors; so may other sizes."""
+    data = densenet_file[0].read_bytes()
+    rng = random.Random(0)
+    for size in (20_000, 68_380, *rng.sample(range(4, len(data) - 1), 20)):
+        (tmp_path / "cut.pt").write_bytes(data[:size])
+        with pytest.raises(QDError, match="cut.pt: truncated or corrupt torch checkpoint; expected a complete .pt"):
+            load_model(tmp_path / "cut.pt")
+
+
+def resealed(path, **fields):
+    """`path`'s checkpoint with `fields` changed and its checksum computed anew, as one crafted with care."""
+    ckpt = torch.load(path, weights_only=True)
+    ckpt.update(fields)
+    ckpt["checksum"] = checkpoint.checksum(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("model_cfg, message", [
+    (["densenet"], r"model: got \['densenet'\]; expected a mapping of the model's name and options"),
+    ({"name": "bestmodel", "width": 16, "depth": 1, "dropout": 2.0},
+     r"model bestmodel: bad options .*dropout probability has to be between 0 and 1, but got 2.0"),
+    ({"name": "bestmodel", "width": -8, "depth": 1, "dropout": 0.1}, r"model bestmodel: bad options .*negative"),
+])  # fmt: skip
+def test_a_checkpoints_model_config_is_checked_as_a_command_lines(densenet_file, model_cfg, message):
+    path = resealed(densenet_file[0], model=model_cfg)
+    with pytest.raises(QDError, match=rf"^{path}: {message}"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_name_the_tensor_and_both_shapes(densenet_file):
+    path, model = densenet_file
+    state = model.state_dict()
+    state["net.1.weight"] = torch.zeros(50, 784)
+    resealed(path, state_dict=state)
+    with pytest.raises(QDError, match=rf"^{path}: weights do not fit the densenet model it names: net.1.weight is "
+                                      r"\(50, 784\) in the file, \(100, 784\) in the model$"):  # fmt: skip
+        load_model(path)
+    del state["net.1.weight"]
+    resealed(path, state_dict=state)
+    with pytest.raises(QDError, match=r"weights do not fit the densenet model it names: net.1.weight is missing$"):
+        load_model(path)

@@ -233,7 +233,7 @@ def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(cou
     storage = f"sqlite:///{tmp_path}/shared.db?timeout=60"
     argv = sweep_argv(course_dir, storage, 4, "train.steps=100000", "+launcher=parallel")
     sweep = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     workers: set[int] = set()
     try:
         deadline = time.time() + 120
@@ -248,11 +248,34 @@ def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(cou
         while (alive := {pid for pid in workers if running(pid)}) and time.time() - killed < 10:
             time.sleep(0.1)
         assert not alive, "a worker outlived its sweep by 10 s"
+        said = sweep.stderr.read()  # to its end: until the workers and loky's resource tracker have let go of it
+        assert "resource_tracker" not in said, said
     finally:
         for pid in {sweep.pid} | workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         sweep.wait()
+
+
+def test_a_terminals_ctrl_c_to_a_parallel_sweeps_process_group_is_one_line(course_dir, tmp_path):
+    """A terminal sends Ctrl-C to every process of the foreground group, workers included: the sweep's one line,
+    exit 130 within 3 s, and not a word from a worker, at seeded moments of training."""
+    rng = random.Random(1)
+    storage = f"sqlite:///{tmp_path}/shared.db?timeout=60"
+    argv = sweep_argv(course_dir, storage, 2, "train.steps=1000000", "+launcher=parallel")
+    for attempt in range(4):
+        logs = set(tmp_path.rglob("densenet.log"))
+        sweep = start(argv, tmp_path, group=True)
+        deadline = time.time() + 120
+        while len(set(tmp_path.rglob("densenet.log")) - logs) < 2:  # both workers train
+            assert time.time() < deadline and sweep.poll() is None, sweep.communicate()
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        os.killpg(sweep.pid, signal.SIGINT)
+        sent = time.time()
+        out, err = sweep.communicate(timeout=30)
+        assert (sweep.returncode, err) == (130, INTERRUPTED_LINE), (attempt, out)
+        assert time.time() - sent <= 3.0, attempt
 
 
 def test_a_resume_killed_at_any_commit_of_queueing_its_interrupted_trials_queues_each_once(course_dir, tmp_path):

@@ -245,3 +245,42 @@ def test_a_hydra_run_and_a_sweep_on_a_full_disk_are_one_line(disk, course_dir, t
     assert (result.returncode, result.stderr) == (2, f"error: {disk}/study.db: cannot use the study's database file "
                                                      "(database or disk is full); its disk is full: free some space; "
                                                      "the trials recorded so far are kept\n")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_study_in_a_folder_nobody_may_write_to_is_one_line_and_stays_as_it_was(nobody, course_dir, tmp_path):
+    """A study database that its user may read and write, in a folder they may not write to (as `chattr +i` leaves
+    it): SQLite cannot make its journal there, nor qd its lock file. One line naming the file, the study as it was."""
+    shared = Path(os.environ.get("TMPDIR", "/tmp")) / f"qd-readonly-{os.getpid()}"
+    shared.mkdir(mode=0o755)
+    try:
+        shutil.copytree(course_dir, shared / "data")
+        (shared / "sweep").mkdir(mode=0o777)
+        argv = [sys.executable, str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={shared / 'data'}",
+                "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={shared}/sweep",
+                f"hydra.sweeper.storage=sqlite:///{shared}/studies/study.db"]  # fmt: skip
+        (shared / "studies").mkdir(mode=0o777)
+        made = subprocess.run(argv, cwd=shared, capture_output=True, text=True, env={**os.environ,
+                              "PYTHONPATH": str(ROOT)})  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        (shared / "studies/study.db-qdlock").unlink()
+        (shared / "studies/study.db").chmod(0o666)
+        (shared / "studies").chmod(0o755)  # root's: nobody may not add a file to it
+        before = hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest()
+        more = [*nobody, *argv[:-2], "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={shared}/sweep/more", argv[-1]]
+        result = subprocess.run(more, cwd=shared / "sweep", capture_output=True, text=True)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert re.fullmatch(rf"error: {shared}/studies/study\.db(-qdlock)?: .*(permission denied|cannot be written|"
+                            r"cannot be opened).*\n", result.stderr), result.stderr  # fmt: skip
+        assert hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest() == before
+
+        (shared / "studies").chmod(0o777)  # now the file itself is read-only
+        (shared / "studies/study.db").chmod(0o444)
+        result = subprocess.run(more, cwd=shared / "sweep", capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (2, f"error: {shared}/studies/study.db: cannot use the study's "
+                                                         "database file (attempt to write a readonly database); it "
+                                                         "cannot be written here: check the file's and its folder's "
+                                                         "permissions\n")  # fmt: skip
+        assert hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest() == before
+    finally:
+        shutil.rmtree(shared)

@@ -100,6 +100,43 @@ def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp
     assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
 
 
+def test_two_promotions_into_one_folder_take_turns_and_a_damaged_winners_list_is_one_line(swept, swept_data,
+                                                                                             tmp_path):  # fmt: skip
+    """Two promotions started at once: the second waits for the first (its clean-up would remove the first's
+    staging folder), both end whole. Then a winners.json cut short: promoting one model (which keeps the others
+    from it) is one line, the submission as it was; promoting all three writes it anew."""
+    argv = [sys.executable, "-m", "qd", "promote", str(swept / "outputs"), "--any-settings", "--data-dir",
+            str(swept_data)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    both = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=600) for p in both]
+    assert [p.returncode for p in both] == [0, 0], [err for _, err in outputs]
+    waiting = "waiting: another process is replacing a folder beside submission (a promotion?)"
+    assert sum(waiting in out.splitlines() for out, _ in outputs) == 1, outputs
+    assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
+    out = tmp_path / "submission"
+    winners = out / "winners.json"
+    winners.write_text(winners.read_text()[:100])
+    before = digest(out)
+    one = run_cli([*argv[1:], "--models", "densenet"], tmp_path)
+    assert (one.returncode, one.stderr.splitlines()[-1:]) == (2, [
+        f"error: submission/winners.json: damaged (not complete JSON ({json_error(winners.read_text())})); expected "
+        "the previous submission's winners: promote every model (--models densenet,convnet,bestmodel) to write it "
+        "anew"]), one.stderr  # fmt: skip
+    assert digest(out) == before
+    assert run_cli(argv[1:], tmp_path).returncode == 0 and json.loads(winners.read_text()).keys() == {
+        "densenet", "convnet", "bestmodel"}  # fmt: skip
+
+
+def json_error(text: str) -> str:
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return str(e)
+    raise AssertionError("the text is whole JSON")
+
+
 def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swept_data, tmp_path):
     out = submission
     venv = tmp_path / "venv"
@@ -140,6 +177,24 @@ def test_a_moved_outputs_folder_still_promotes(swept, swept_data, submission, tm
         assert (tmp_path / "submission" / name).read_bytes() == (submission / name).read_bytes()
     mode = (tmp_path / "submission").stat().st_mode & 0o777
     assert oct(mode) == oct(0o777 & ~current_umask()), "a folder with ordinary permissions"
+
+
+def test_a_moved_project_lists_each_trial_once_and_promotes_from_its_moved_data(course_dir, tmp_path):
+    """A project with its data inside, swept, then moved whole: its study's job folders and its records' data folder
+    follow it (no trial listed twice, once unreadable; no hint naming the old folder)."""
+    project = tmp_path / "project"
+    shutil.copytree(course_dir, project / "data")
+    sweep = [str(ROOT / "main_densenet.py"), "-m", "data.dir=data", "train.steps=20", "train.eval_every=10",
+             "+sweep=densenet_lr", "hydra.sweeper.n_trials=2", "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]
+    assert run_cli(sweep, project).returncode == 0
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    listed = run_cli(["-m", "qd", "results", "outputs/sweeps", "sqlite:///outputs/sweeps/densenet_lr.db"], moved)
+    assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
+    assert listed.stdout.startswith("trained on data: 2 jobs\n"), listed.stdout
+    promoted = run_cli(["-m", "qd", "promote", "--models", "densenet", "--any-settings", "--data-dir", "data"], moved)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "densenet: 2 candidates, 2 eligible, 0 skipped" in promoted.stdout
 
 
 def current_umask() -> int:
@@ -243,6 +298,41 @@ def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_mode
     assert skipping.returncode == 0, skipping.stderr
     winners = json.loads((tmp_path / "submission/winners.json").read_text())
     assert winners["densenet"]["trial"] == second.number
+
+
+def test_a_nan_winner_and_a_vanished_winner_stop_promotion_by_name(swept_data, tmp_path):
+    """The study's best trial's record says its dev accuracy is NaN: it is unreadable (never a winner), named, and
+    stops promotion of its model. Its folder moved away: the default sources (outputs/, with the study databases
+    under it) still name it, from its study, instead of promoting the second best without a word."""
+    sweep = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10",
+             "+sweep=densenet_lr", "hydra.sweeper.n_trials=3",
+             "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
+    assert run_cli(sweep, tmp_path).returncode == 0
+    best = max(study_trials(tmp_path, "densenet_lr"), key=lambda t: t.value)
+    folder = Path(best.user_attrs["job_dir"])
+    record = json.loads((folder / "metrics.json").read_text())
+    promote_densenet = ["-m", "qd", "promote", "--any-settings", "--models", "densenet", "--data-dir", str(swept_data)]
+    named = f"study {record['study']} trial {best.number}"
+
+    (folder / "metrics.json").write_text(json.dumps({**record, "best_dev_acc": float("nan")}))
+    listed = run_cli(["-m", "qd", "results", "outputs"], tmp_path)
+    assert f"warning: {folder}/metrics.json: unreadable record of run {folder.name} (holds dev accuracy nan; " \
+           "expected a number from 0 to 1)" in listed.stderr and "COMPLETE  nan" not in listed.stdout
+    refused = run_cli(promote_densenet, tmp_path)
+    assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
+        f"error: densenet: {named} may be better than any other candidate: it completed with dev accuracy "
+        f"{best.value:.4f} in its study, but its record {folder}/metrics.json is unreadable; no winner chosen "
+        "(--skip-unreadable chooses among the others)")  # fmt: skip
+
+    shutil.move(folder, tmp_path / "moved away")
+    refused = run_cli(promote_densenet, tmp_path)
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        f"warning: {folder}/metrics.json: unreadable record of {named} (missing)",
+        f"error: densenet: {named} may be better than any other candidate: it completed with dev accuracy "
+        f"{best.value:.4f} in its study, but its record {folder}/metrics.json is unreadable; no winner chosen "
+        "(--skip-unreadable chooses among the others)",
+    ], refused.stderr
+    assert not (tmp_path / "submission").exists()
 
 
 def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_keeps_its_name(swept, swept_data,

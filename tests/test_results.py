@@ -91,3 +91,21 @@ def test_each_data_set_has_its_own_table_and_best_with_only_the_columns_its_jobs
         "best: densenet run 2026-01-01_12-00-00_1, dev accuracy 0.8800",
         f"      {runs / '2026-01-01_12-00-00_1'}",
     ]
+
+
+def test_the_csv_is_written_whole_or_not_at_all_in_one_line(tmp_path, capsys):
+    job(tmp_path / "sweep/0", "metrics.json", "densenet", 0.8)
+    older = tmp_path / "trials.csv"
+    older.write_text("an older table\n")
+    main([str(tmp_path / "sweep"), "--csv", str(older)])
+    assert older.read_text().startswith("model,study,trial,") and not list(tmp_path.glob(".trials.csv*"))
+    main([str(tmp_path / "sweep"), "--csv", str(tmp_path / "new/t.csv")])  # its folder made, as for predictions
+    assert (tmp_path / "new/t.csv").read_text() == older.read_text()
+    for csv, named, why, kept in ((older / "t.csv", older, "not a directory", "nothing written"),  # what is in the way
+                                  (tmp_path / "sweep", tmp_path / "sweep", "is a directory",
+                                   f"{tmp_path / 'sweep'} is as it was")):  # fmt: skip
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path / "sweep"), "--csv", str(csv)])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == f"error: {named}: {why}; {kept}\n"

@@ -65,6 +65,31 @@ def test_a_damaged_database_file_gets_a_files_hint_and_a_server_a_servers(tmp_pa
                                   "accepts connections from here\n")  # fmt: skip
 
 
+def newer_optunas_database(path: Path, version: str) -> Path:
+    """A study database as a newer Optuna leaves it: its tables' schema past the newest this Optuna knows."""
+    import optuna
+
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}").add_trial(optuna.trial.create_trial(value=0.5))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'v4.9.0.a'")
+        db.execute("UPDATE version_info SET library_version = ?", (version,))
+    return path
+
+
+def test_a_newer_optunas_database_is_one_line_naming_its_version_and_stays_as_it_was(course_dir, tmp_path):
+    newer = newer_optunas_database(tmp_path / "newer.db", "4.9.0")
+    before = sha(newer)
+    expected = (f"error: {newer}: a study database written by Optuna 4.9.0, which the Optuna 2.10.1 qd runs cannot "
+                "read (the Hydra Optuna sweeper needs Optuna 2); open it with that Optuna, or give the sweep another "
+                "storage\n")  # fmt: skip
+    for argv in (["-m", "qd", "results", f"sqlite:///{newer}"], ["-m", "qd", "promote", f"sqlite:///{newer}"],
+                 [str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+                  f"hydra.sweeper.storage=sqlite:///{newer}"]):  # fmt: skip
+        result = run_cli(argv, tmp_path)
+        assert (result.returncode, result.stderr) == (2, expected), argv
+    assert sha(newer) == before and sorted(p.name for p in tmp_path.iterdir()) == ["newer.db"]
+
+
 @pytest.mark.parametrize("n_trials", ["0", "-1"])
 def test_a_sweep_of_fewer_than_one_trial_is_refused_before_anything_is_created(course_dir, tmp_path, n_trials):
     result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",

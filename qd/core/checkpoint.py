@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from qd.core.data import CLASS_NAMES
-from qd.core.errors import QDError
+from qd.core.errors import DISK_ERRNOS, QDError
 from qd.core.fsutil import atomic_write_bytes
 from qd.core.models import build_model
 
@@ -110,8 +110,9 @@ def _load(path: Path) -> object:
     """torch.load with weights_only; a pickle that would build other objects is refused, a damaged file too."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
+    except OSError as e:
+        if e.errno in DISK_ERRNOS:  # a disk's refusal, said as such by the caller; else a file cut short
+            raise
     except pickle.UnpicklingError as e:
         if "GLOBAL" in str(e) or "Unsupported class" in str(e):  # how torch >= 2.4 and 1.13 name a refused global
             raise QDError(
@@ -140,12 +141,32 @@ def load_model(
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes, in eval mode on `device`; `expect` names the required model type."""
     ckpt = read_checkpoint(path)
-    name = ckpt["model"].get("name")
+    name = ckpt["model"].get("name") if isinstance(ckpt["model"], dict) else None
     if expect is not None and name != expect:
         raise QDError(f"{path}: holds a {name} model; expected a {expect} checkpoint")
-    model = build_model(ckpt["model"])
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise QDError(f"{path}: weights do not fit the {name} model it names ({str(e).splitlines()[0]})") from None
+        model = build_model(ckpt["model"])
+    except QDError as e:
+        raise QDError(f"{path}: {e}") from None
+    misfit = weights_misfit(model.state_dict(), ckpt["state_dict"])
+    if misfit:
+        raise QDError(f"{path}: weights do not fit the {name} model it names: {misfit}")
+    model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
+
+
+def weights_misfit(expected: dict, given: object) -> str | None:
+    """How the weights `given` do not fit a model's state_dict `expected`: the first tensor missing, unexpected, or
+    of another shape (both shapes); None when they fit."""
+    if not isinstance(given, dict) or not all(isinstance(v, torch.Tensor) for v in given.values()):
+        return "its state_dict is not a mapping of names to tensors"
+    missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
+    if missing:
+        return f"{missing[0]} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    if unexpected:
+        return f"{unexpected[0]} is not one of its tensors" + (f" (and {len(unexpected) - 1} more)"
+                                                               if len(unexpected) > 1 else "")  # fmt: skip
+    for key in sorted(expected):
+        if given[key].shape != expected[key].shape:
+            return f"{key} is {tuple(given[key].shape)} in the file, {tuple(expected[key].shape)} in the model"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     file is removed: `path` is as it was."""
     path, tmp = Path(path), None
     try:
+        if path.parent.exists() and not path.parent.is_dir():  # mkdir would say it exists
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)

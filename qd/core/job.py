@@ -20,9 +20,11 @@ from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 # trials, qd.experiment.app): a command at a toy's scale, tried in seconds (README.md's commands are tested so).
 QUICK_STEPS, QUICK_EVAL_EVERY = 20, 10
 RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
-# The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. (The
-# data folder, which lies outside, stays absolute.)
+# The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. The data
+# folder, which may lie outside, is written both ways: absolute (`data_dir`, true while the data stays), and relative
+# to the record (DATA_DIR_FROM_RECORD, true when the project moved with its data).
 PATH_FIELDS = ("job_dir", "checkpoint", "log")
+DATA_DIR_FROM_RECORD = "data_dir_from_record"
 
 
 def quick() -> bool:
@@ -76,6 +78,7 @@ def write_record(record: Path, fields: dict, log: Path) -> None:
     fields.update(finished=time.time(), peak_rss_mb=peak_rss_mb())
     fields["wall_time_s"] = fields["finished"] - fields["started"]
     written = {k: os.path.relpath(v, record.parent) if k in PATH_FIELDS else v for k, v in fields.items()}
+    written[DATA_DIR_FROM_RECORD] = os.path.relpath(fields["data_dir"], record.parent)
     if fields.get("state") != "complete":
         trim_to_whole_lines(log)
     try:

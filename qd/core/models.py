@@ -102,15 +102,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(model_cfg: dict) -> nn.Module:
-    """Build a model from its config: {"name": one of MODELS, **constructor arguments}."""
+    """Build a model from its config: {"name": one of MODELS, **constructor arguments}; options it cannot be built
+    with (a dropout above 1, a negative width) are one line (QDError)."""
+    if not isinstance(model_cfg, dict):
+        raise QDError(f"model: got {model_cfg!r}; expected a mapping of the model's name and options")
     kwargs = dict(model_cfg)
     name = kwargs.pop("name", None)
     if name not in MODELS:
         raise QDError(f"model: unknown model {name!r}; expected one of {', '.join(MODELS)}")
     try:
         return MODELS[name](**kwargs)
-    except TypeError as e:
-        raise QDError(f"model {name}: bad options {kwargs}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise QDError(f"model {name}: bad options {kwargs}: {str(e).splitlines()[0]}") from None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -41,7 +41,7 @@ from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_
 from qd.deliver.jhid import NAME_FILE, PLACEHOLDER, add_name_flag, rename_hint, submission_name
 from qd.deliver.swap import replaced, unchanged
 from qd.experiment.identity import NOT_SETTINGS, differences, flatten, without
-from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival, show
+from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival, show, study_databases
 
 # torch is imported inside the functions that use it (qd.core.checkpoint, predict, runtime, ...), after the
 # arguments are parsed: --help answers at once.
@@ -83,7 +83,7 @@ def checkpoint_problem(record: dict) -> tuple[str, str] | None:
         _, ckpt = load_model(checkpoint, expect=record["model"])
     except QDError as e:
         return "with a checkpoint that does not load", str(e)
-    if abs(ckpt["meta"]["dev_acc"] - record["best_dev_acc"]) > TOLERANCE:
+    if not abs(ckpt["meta"]["dev_acc"] - record["best_dev_acc"]) <= TOLERANCE:  # NaN is never close
         return ("with a checkpoint of another dev accuracy than its record",
                 f"{checkpoint} records {ckpt['meta']['dev_acc']}, metrics.json {record['best_dev_acc']}")  # fmt: skip
     return None
@@ -173,7 +173,7 @@ def stage_model(record: dict, stage: Path, data_dir: Path) -> None:
     model, _ = load_model(target, expect=model_name, device=resolve_device("auto"))  # as the course CLI predicts
     dev = load_split(data_dir, "dev")
     acc, _ = dev_acc_and_loss(model, dev.x, dev.y)
-    if abs(acc - record["best_dev_acc"]) > TOLERANCE:
+    if not abs(acc - record["best_dev_acc"]) <= TOLERANCE:  # NaN is never close
         raise QDError(f"{target}: reloaded, scores {acc:.6f} on dev, not the recorded {record['best_dev_acc']:.6f}")
     labels = predict(model, load_split(data_dir, "test").x)
     write_predictions(stage / PREDICTIONS[model_name], labels)
@@ -243,21 +243,30 @@ def promote(
 
 def keep_others(out: Path, stage: Path, winners: dict[str, dict]) -> dict[str, dict]:
     """Copy the previous submission's files into `stage`, but for the models promoted now and its name (promote
-    writes both anew); their winners."""
-    if not (out / WINNERS).is_file():
+    writes both anew); their winners (QDError where the previous submission's list of them is damaged)."""
+    if not (out / WINNERS).is_file() or set(winners) == set(MODELS):
         return {}
+    try:
+        previous = json.loads((out / WINNERS).read_text())
+        why = "not a mapping of models to records"
+    except ValueError as e:
+        previous, why = None, f"not complete JSON ({e})"
+    if not (isinstance(previous, dict) and all(isinstance(r, dict) for r in previous.values())):
+        raise QDError(f"{out / WINNERS}: damaged ({why}); expected the previous submission's winners: promote every "
+                      f"model (--models {','.join(MODELS)}) to write it anew")  # fmt: skip
     replaced_now = {n for m in winners for n in (f"{m}.pt", PREDICTIONS[m])} | {WINNERS, NAME_FILE}
     replaced_now |= {"README.md"} if "bestmodel" in winners else set()
     for path in out.iterdir():  # the code zip is made anew, under this promotion's name
         if path.is_file() and path.name not in replaced_now and not path.name.endswith("_code.zip"):
             shutil.copy2(path, stage / path.name)
-    previous = json.loads((out / WINNERS).read_text())
     return {m: r for m, r in previous.items() if m not in winners}
 
 
 def candidate_sources(given: Sequence[str], runs: Sequence[str] = ()) -> list[str]:
-    """The sources named, else those of DEFAULT_SOURCES that exist here; and `runs`."""
-    sources = [*(given or [d for d in DEFAULT_SOURCES if Path(d).is_dir()]), *runs]
+    """The sources named, else those of DEFAULT_SOURCES that exist here with the study databases under them (a
+    trial its study says completed is then missed by name if its folder is gone); and `runs`."""
+    default = [d for d in DEFAULT_SOURCES if Path(d).is_dir()]
+    sources = [*(given or [*default, *(url for d in default for url in study_databases(Path(d)))]), *runs]
     if not sources:
         raise QDError("no outputs/ or model_files/ here: name the sweep folders, course-run folders or storages")
     return sources

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import os
 import shutil
@@ -28,10 +29,32 @@ NO_EXCHANGE = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)  # t
 @contextlib.contextmanager
 def replaced(out: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`, with ordinary permissions; swap it in when the block ends
-    without an error. Recovers what an earlier interrupted swap left first. An OSError about a file in the
-    staging folder names the file in `out` it was for."""
-    recover(out)
+    without an error. Replacements in one folder take turns (the second waits, saying so), and each first recovers
+    what an earlier interrupted one left. An OSError about a file in the staging folder names the file in `out` it
+    was for."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    with turn(out):
+        yield from _replaced(out)
+
+
+@contextlib.contextmanager
+def turn(out: Path) -> Iterator[None]:
+    """Hold the lock of `out`'s folder (an advisory lock on the folder itself: no file to leave behind) while `out`
+    is replaced, so that no other replacement there recovers (removes) a staging folder still being built."""
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting: another process is replacing a folder beside {out} (a promotion?)", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _replaced(out: Path) -> Iterator[Path]:
+    recover(out)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)

@@ -110,6 +110,8 @@ def ended_how(number: int, returned: JobReturn | BaseException, objectives: int)
         return Ended(number, PRUNED, reason=one_line(error) if not isinstance(error, Pruned) else str(error))
     if isinstance(error, TrialLost):
         return Ended(number, INTERRUPTED if error.interrupted else FAILED, reason=str(error))
+    if isinstance(error, KeyboardInterrupt):  # in a worker that did not leave Ctrl-C to the sweep
+        return Ended(number, INTERRUPTED, reason="interrupted (Ctrl-C)")
     if error is not None:
         return Ended(number, FAILED, reason=one_line(error))
     values = _values(returned.return_value, objectives)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 # job's folder and process, and its Slurm job where it runs under Slurm; how a job that did not complete ended, and
 # why; and, for a trial queued to run an interrupted one again, that trial's number.
 SWEEPER, JOB_DIR, WORKER, SLURM_JOB = "sweeper", "job_dir", "worker", "slurm_job"
+JOB_DIR_FROM_DATABASE = "job_dir_from_database"  # for a study in SQLite, the job's folder relative to the file
 OUTCOME, REASON, RERUN_OF = "qd_outcome", "qd_reason", "qd_rerun_of"
 # The study's user attributes: the configuration its trials share (qd.experiment.identity); the interrupted trials
 # that an earlier qd queued again (it marked them there, not in the queued trial).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -12,13 +13,16 @@ _watching = threading.Event()
 
 
 def watch_parent(sweeper: int) -> None:
-    """In a child of the sweeping process `sweeper` (a parallel worker), end this process as soon as the sweeping
-    process is gone, however it died: loky's workers would otherwise live on, idle or training, for minutes. Nothing
-    in any other process (the sweeping process itself, a Slurm job). Once a process; a daemon thread polls."""
+    """In a child of the sweeping process `sweeper` (a parallel worker), leave Ctrl-C to the sweeping process (a
+    terminal sends it to the whole process group: the sweep marks the cut trials interrupted and stops its workers,
+    which would otherwise each print a traceback), and end this process as soon as the sweeping process is gone,
+    however it died: loky's workers would otherwise live on, idle or training, for minutes. Nothing in any other
+    process (the sweeping process itself, a Slurm job). Once a process; a daemon thread polls."""
     parent = os.getppid()
     if parent != sweeper or _watching.is_set():
         return
     _watching.set()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:  # a dead parent's children are adopted by another process

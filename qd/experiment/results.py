@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 from qd.core.defaults import DEFAULTS
-from qd.core.errors import QDError, exit_on_user_error
-from qd.core.job import PATH_FIELDS, RECORD_FORMAT
+from qd.core.errors import QDError, disk_errors, exit_on_user_error
+from qd.core.fsutil import atomic_write_text
+from qd.core.job import DATA_DIR_FROM_RECORD, PATH_FIELDS, RECORD_FORMAT
 
 COLUMNS = ["model", "study", "trial", "run", "state", "best_dev_acc", "best_step", "final_dev_acc", "wall_time_s",
            "param_count", "checkpoint_bytes", "params", "job_dir", "data_dir", "reason"]  # fmt: skip
@@ -48,12 +49,30 @@ def read_record(path: Path, completed: bool | None = None) -> dict | None:
                     if not isinstance(record.get(f), kind)]  # fmt: skip
     if missing:
         return unreadable(path, f"holds no {', no '.join(missing)}", completed)
+    if record["state"] == "complete" and not accuracy(record["best_dev_acc"]):
+        return unreadable(path, f"holds dev accuracy {record['best_dev_acc']}; expected a number from 0 to 1",
+                          completed)  # fmt: skip
     folder = Path(os.path.abspath(path.parent))
     record.setdefault("job_dir", ".")
     for name in PATH_FIELDS:
         if isinstance(record.get(name), str):
             record[name] = str(Path(os.path.normpath(folder / record[name])))
+    moved = record.get(DATA_DIR_FROM_RECORD)
+    if isinstance(moved, str) and not Path(str(record.get("data_dir"))).is_dir() and (folder / moved).is_dir():
+        record["data_dir"] = os.path.normpath(folder / moved)  # the project moved, its data with it
     return record
+
+
+def accuracy(value: object) -> bool:
+    """Whether `value` is an accuracy: a finite number from 0 to 1 (NaN is none)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def study_databases(folder: Path) -> list[str]:
+    """The storage URLs of the Optuna study databases (`*.db`) under `folder`; other programs' databases left out."""
+    from qd.experiment.storage import is_study_database
+
+    return [f"sqlite:///{p.resolve()}" for p in sorted(folder.rglob("*.db")) if is_study_database(p)]
 
 
 def unreadable(path: Path, why: str, completed: bool | None) -> dict:
@@ -111,7 +130,7 @@ def from_storage(url: str) -> list[dict]:
     """Every trial of every study in an Optuna storage, opened read-only, joined with its job's metrics.json; a study
     that does not maximize one value (not one of qd's apps') as `other_study` gives it."""
     from qd.experiment.lean_optuna import optuna
-    from qd.experiment.outcomes import JOB_DIR, REASON
+    from qd.experiment.outcomes import REASON
     from qd.experiment.storage import open_readonly
 
     storage = open_readonly(url)
@@ -123,7 +142,7 @@ def from_storage(url: str) -> list[dict]:
             records += other_study(summary.study_name, directions, trials)
             continue
         for t in trials:
-            metrics_file = Path(t.user_attrs.get(JOB_DIR, "/nonexistent"), "metrics.json")
+            metrics_file = Path(job_dir(t.user_attrs, url), "metrics.json")
             record = read_record(metrics_file, completed=t.state.name == "COMPLETE") or {}
             state = UNREADABLE if record.get("state") == UNREADABLE else t.state.name.lower()
             record.update(study=summary.study_name, trial=t.number, params=t.params, state=state)
@@ -131,6 +150,19 @@ def from_storage(url: str) -> list[dict]:
             record.setdefault("reason", t.user_attrs.get(REASON, ""))
             records.append(record)
     return records
+
+
+def job_dir(attrs: dict, url: str) -> str:
+    """A trial's job folder: where its job recorded it, or, where that is gone and the study lies in a SQLite file,
+    the same place relative to that file (the project moved, its outputs/ with it)."""
+    from qd.experiment.outcomes import JOB_DIR, JOB_DIR_FROM_DATABASE
+    from qd.experiment.storage import sqlite_path
+
+    recorded, database = attrs.get(JOB_DIR, "/nonexistent"), sqlite_path(url)
+    moved = attrs.get(JOB_DIR_FROM_DATABASE)
+    if not Path(recorded).is_dir() and database and moved and (database.parent / moved).is_dir():
+        return os.path.normpath(database.absolute().parent / moved)
+    return recorded
 
 
 def other_study(name: str, directions: list[str], trials: list) -> list[dict]:
@@ -283,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in sorted(fixed.items()):
             print(f"  {name}: {value}")
     if args.csv:
-        table(records).to_csv(args.csv, index=False)
+        with exit_on_user_error(), disk_errors(args.csv, f"{args.csv} is as it was" if args.csv.exists() else
+                                               "nothing written"):  # fmt: skip
+            atomic_write_text(args.csv, table(records).to_csv(index=False))
         print(f"wrote {args.csv}")
 
 

@@ -10,12 +10,13 @@ import functools
 import hashlib
 import inspect
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from qd.core.errors import QDError
+from qd.core.errors import QDError, disk_errors
 from qd.core.interrupt import held
 from qd.experiment.lean_optuna import optuna
 
@@ -99,6 +100,14 @@ def open_readonly(url: str) -> optuna.storages.RDBStorage:
     return with_retries(url, lambda: HeldStorage(engine_url, engine_kwargs=engine_kwargs))
 
 
+def is_study_database(path: Path) -> bool:
+    """Whether the SQLite file `path` holds Optuna's tables (read without writing; an unreadable file holds none)."""
+    try:
+        return REQUIRED_TABLES <= _tables(f"sqlite:///{path.resolve()}")[0]
+    except QDError:
+        return False
+
+
 def _readonly(url: str) -> tuple[str, dict]:
     """The engine URL and options that open `url` read-only."""
     from sqlalchemy.engine import make_url
@@ -157,19 +166,44 @@ def with_retries(url: str, action: Callable[[], T], attempts: int = 5) -> T:
             if _unreachable(e) or attempt == attempts - 1:
                 raise storage_error(url, e) from None
             time.sleep(0.2 + random.random())
+        except RuntimeError as e:  # Optuna's check of the tables' schema
+            if "compatible with the table schema" not in str(e):
+                raise
+            raise schema_error(url, str(e)) from None
     raise AssertionError("unreachable")
 
 
+def schema_error(url: str, message: str) -> QDError:
+    """One line for a study database whose tables another Optuna set up: a newer one's (which this Optuna cannot
+    read), or an older one's (which it can, once upgraded)."""
+    written = re.search(r"set up by optuna ([^)\s]+)", message)
+    by = written[1] if written else "another version"
+    if "optuna storage upgrade" in message:
+        return QDError(f"{shown(url)}: a study database of Optuna {by}, older than the Optuna {optuna.__version__} "
+                       f"qd runs; upgrade it first: optuna storage upgrade --storage {url}")  # fmt: skip
+    return QDError(f"{shown(url)}: a study database written by Optuna {by}, which the Optuna {optuna.__version__} "
+                   "qd runs cannot read (the Hydra Optuna sweeper needs Optuna 2); open it with that Optuna, or "
+                   "give the sweep another storage")  # fmt: skip
+
+
 def _unreachable(error: Exception) -> bool:
-    """Whether retrying cannot help: no server answers, or the file cannot be opened at all."""
-    text = str(error).lower()
+    """Whether retrying cannot help: no server answers, or the file cannot be opened or written at all."""
+    text = _cause(error).lower()
     return any(words in text for words in ("connect", "unable to open", "readonly", "read-only", "disk", "not a"))
+
+
+def _cause(error: BaseException) -> str:
+    """The database's own words for a failure: the driver's error under SQLAlchemy's, under Optuna's (which says
+    only that a commit failed)."""
+    while getattr(error, "orig", None) is None and error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
 def storage_error(url: str, error: Exception) -> QDError:
     """One line for a study database that cannot be opened or written: a file's hints speak of files, a server's of
     servers (its password hidden)."""
-    detail = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    detail = _cause(error)
     path = sqlite_path(url)
     if not path:
         return QDError(
@@ -215,7 +249,9 @@ def study_lock(storage: optuna.storages.BaseStorage, study_name: str) -> Iterato
         return
     path = sqlite_path(str(storage.url))
     if path:
-        with open(f"{path}-qdlock", "a") as lock_file:
+        with disk_errors(f"{path}-qdlock", "the study's lock file lies beside its database, which is unchanged"):
+            lock_file = open(f"{path}-qdlock", "a")  # closed by the `with` below
+        with lock_file:
             _poll(lambda: _try_flock(lock_file))
             try:
                 yield

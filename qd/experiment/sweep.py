@@ -157,7 +157,7 @@ class Sweep:
         def launch() -> None:
             try:
                 future.set_result(self.sweeper.launcher.launch([overrides], initial_job_idx=number)[0])
-            except Exception as error:  # the launcher's own failure: the trial fails with it
+            except BaseException as error:  # the launcher's own failure (a worker's interrupt too): the trial's
                 future.set_exception(error)
 
         if inline:

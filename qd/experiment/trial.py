@@ -7,6 +7,7 @@ goes back to the sweep in its return: its dev accuracy, or its error (pruned, or
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from omegaconf import DictConfig
 from qd.core.errors import Pruned, QDError, config_terms, disk_error, one_line
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
-from qd.experiment.outcomes import JOB_DIR, SLURM_JOB, SWEEPER, WORKER
+from qd.experiment.outcomes import JOB_DIR, JOB_DIR_FROM_DATABASE, SLURM_JOB, SWEEPER, WORKER
 from qd.experiment.processes import this_process, watch_parent
-from qd.experiment.storage import reachable
+from qd.experiment.storage import reachable, sqlite_path
 
 
 def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
@@ -64,7 +65,10 @@ class JobTrial:
         self.info = {"study": name, "trial": number, "params": self.trial.params if self.trial else {}}
         if self.trial is None:
             return
-        self.trial.set_user_attr(JOB_DIR, str(Path(hc.runtime.output_dir).resolve()))
+        out = Path(hc.runtime.output_dir).resolve()
+        self.trial.set_user_attr(JOB_DIR, str(out))
+        if database := sqlite_path(str(hc.sweeper.storage)):  # the project may move, its study and outputs with it
+            self.trial.set_user_attr(JOB_DIR_FROM_DATABASE, os.path.relpath(out, database.resolve().parent))
         self.trial.set_user_attr(WORKER, this_process())
         if slurm.job_id():
             self.trial.set_user_attr(SLURM_JOB, slurm.job_id())

@@ -33,11 +33,22 @@ def warm(launcher: DictConfig, job: dict) -> Generator[None, None, None]:
 
     from qd.experiment.compat import joblib_options
 
+    quiet_resource_tracker()
     options = joblib_options(OmegaConf.to_container(launcher, resolve=True))
     n_workers = joblib.effective_n_jobs(options["n_jobs"])
     return joblib.Parallel(**options, return_as="generator_unordered")(
         joblib.delayed(warm_worker)(job, os.getpid()) for _ in range(n_workers)
     )
+
+
+def quiet_resource_tracker() -> None:
+    """Keep loky's resource tracker, started with the workers, from warning as it cleans up after a sweeping process
+    that kill -9 ended: what it warns of (semaphores, joblib's folders of that process) is exactly what it then
+    removes. Its process takes its warning filters from the environment (PYTHONWARNINGS) it inherits."""
+    quiet = "ignore:resource_tracker:UserWarning"
+    given = os.environ.get("PYTHONWARNINGS")
+    if quiet not in (given or "").split(","):
+        os.environ["PYTHONWARNINGS"] = f"{given},{quiet}" if given else quiet
 
 
 def warm_worker(job: dict, sweeper: int) -> None:
