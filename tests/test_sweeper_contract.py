@@ -30,10 +30,10 @@ def start(cwd: Path, config: str, *overrides: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def study(cwd: Path, name: str):
+def study(cwd: Path, name: str, file: str = "study.db"):
     import optuna
 
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/study.db")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/{file}")
 
 
 def jobs(folder: Path) -> list[dict]:
@@ -110,6 +110,23 @@ def test_two_objectives_give_the_pareto_front(tmp_path):
     assert results(tmp_path / "multirun")["solutions"] == [{"params": t.params, "values": t.values} for t in front]
     numbers = ", ".join(str(t.number) for t in sorted(front, key=lambda t: t.number))
     assert ours(result.stdout)[-1].endswith(f"the study's Pareto front: {len(front)} trials ({numbers})")
+
+
+@pytest.mark.slow
+def test_the_random_and_cma_es_samplers_run_as_configured(tmp_path):
+    """The random sampler, seeded, draws the same study twice; CMA-ES keeps its state in the study's trials."""
+    drawn = []
+    for run in ("a", "b"):
+        result = sweep(tmp_path, "sphere", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=7",
+                       "hydra.sweeper.n_trials=4", f"hydra.sweeper.storage=sqlite:///{run}.db")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        drawn.append([t.params for t in study(tmp_path, "sphere", f"{run}.db").trials])
+    assert drawn[0] == drawn[1] and len({p["x"] for p in drawn[0]}) == 4
+    result = sweep(tmp_path, "sphere", "hydra/sweeper/sampler=cmaes", "hydra.sweeper.n_trials=8",
+                   "hydra.sweeper.storage=sqlite:///cma.db")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    trials = study(tmp_path, "sphere", "cma.db").trials
+    assert len(trials) == 8 and any(k.startswith("cma:") for t in trials for k in t.system_attrs), "CMA-ES drew them"
 
 
 @pytest.mark.slow
