@@ -207,7 +207,7 @@ def test_a_trial_named_by_its_folder_and_by_its_study_counts_once(swept, swept_d
     storage = f"sqlite:///{swept}/outputs/sweeps/best.db"
     promote([str(swept / "outputs"), storage], tmp_path / "submission", swept_data, any_settings=True)
     readme = (tmp_path / "submission" / "README.md").read_text()
-    assert "\n2 trials: 2 complete, 0 pruned early, 0 failed.\n" in readme, "the study best holds 2 trials"
+    assert "\n2 trials: 2 complete, 0 did not train, 0 pruned early, 0 failed.\n" in readme, "the study holds 2"
     assert len(re.findall(r"^\| best \| \d \| complete \|", readme, re.M)) == 2
 
 

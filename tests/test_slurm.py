@@ -64,7 +64,9 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_promotion_takes_its_winner(cl
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)
     assert re.fullmatch(rf"new study {STUDY}: {N_TRIALS} trials to run", lines[0]), lines
-    assert sorted(re.fullmatch(r"trial (\d): dev accuracy 0\.\d{4}", line)[1] for line in lines[1:-1]) == ["0", "1"]
+    ended = [line for line in lines[1:-1] if not line.startswith("the rest: ")]  # and the time the rest should take
+    assert sorted(re.fullmatch(r"trial (\d): dev accuracy 0\.\d{4} \([12] of 2\)", line)[1] for line in ended) == ["0",
+                                                                                                              "1"]
     assert re.fullmatch(r"sweep done: 2 trials, 2 complete, 0 pruned, 0 failed; the study's best: trial \d, dev "
                         r"accuracy 0\.\d{4}", lines[-1]), lines  # fmt: skip
     records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
@@ -107,7 +109,7 @@ def test_a_cancelled_job_interrupts_its_trial_naming_the_job_and_the_sweep_runs_
     assert proc.returncode == 0, err
     log = f"{tmp_path.resolve()}/outputs/sweeps/densenet_lr/{job_dir.parent.name}/.submitit/{job}/{job}_0_log.err"
     reason = f"Slurm job {job} was cancelled before its trial ended (its log: {log}); it runs again with its parameters"
-    assert f"trial {trial.number} interrupted: {reason}" in ours(out), out
+    assert any(line.startswith(f"trial {trial.number} interrupted: {reason} (") for line in ours(out)), out
     assert re.fullmatch(r"sweep done: 3 trials, 2 complete, 0 pruned, 0 failed, 1 interrupted; the study's best: "
                         r"trial \d, dev accuracy 0\.\d{4}", ours(out)[-1]), out  # fmt: skip
     study = trials(cluster_env)
@@ -149,7 +151,7 @@ def test_a_job_past_its_time_limit_fails_with_one_line(cluster_env, course_dir, 
     assert result.returncode == 1
     (record,) = sweep_metrics(tmp_path)
     reason = f"Slurm job {record['slurm_job']} ran out of time (hydra.launcher.timeout_min=1)"
-    assert ours(result.stdout)[-1] == f"trial 0 failed: {reason}"
+    assert ours(result.stdout)[-1] == f"trial 0 failed: {reason} (1 of 1)"
     assert result.stderr.splitlines()[-1] == f"sweep failed: all 1 trial failed ({reason})"
     assert record["state"] == "failed" and record["reason"] == reason
     assert trials(cluster_env)[0].state.name == "FAIL"

@@ -148,19 +148,22 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
     result = main(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)
-    states = {t.number: t.state.name for t in study_trials(tmp_path, "densenet_lr")}
+    states = {t.number: t.user_attrs.get("qd_outcome", t.state.name) for t in study_trials(tmp_path, "densenet_lr")}
     assert re.fullmatch(r"new study densenet_lr-[0-9a-f]{8}: 4 trials to run", lines[0]), lines
     for number, state in states.items():
         pattern = {
             "COMPLETE": rf"trial {number}: dev accuracy 0\.\d{{4}}",
-            "FAIL": rf"trial {number} failed: training diverged at step \d+ \(loss [^)]+\); try a smaller optimizer.lr",
+            "diverged": rf"trial {number} diverged: training diverged at step \d+ \(loss [^)]+\); try a smaller "
+                        "optimizer.lr",
             "PRUNED": rf"trial {number} pruned: pruned at step \d+ with dev accuracy 0\.\d{{4}}",
         }[state]
-        assert any(re.fullmatch(pattern, line) for line in lines), (state, lines)
-    counts = {s: list(states.values()).count(s) for s in ("COMPLETE", "PRUNED", "FAIL")}
-    assert counts["FAIL"] and counts["COMPLETE"], states
-    summary = (rf"sweep done: 4 trials, {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} "
-               r"failed; the study's best: trial \d, dev accuracy 0\.\d{4}")  # fmt: skip
+        assert any(re.fullmatch(rf"{pattern} \([1-4] of 4\)", line) for line in lines), (state, lines)
+    estimates = [line for line in lines if line.startswith("the rest: ")]  # once, after the first complete trial
+    assert len(estimates) == 1 and re.fullmatch(r"the rest: [123] trials?, about \d+ s at 1 in flight", estimates[0])
+    counts = {s: list(states.values()).count(s) for s in ("COMPLETE", "PRUNED", "diverged")}
+    assert counts["diverged"] and counts["COMPLETE"], states
+    summary = (rf"sweep done: 4 trials, {counts['COMPLETE']} complete, {counts['diverged']} diverged, "
+               rf"{counts['PRUNED']} pruned, 0 failed; the study's best: trial \d, dev accuracy 0\.\d{{4}}")
     assert re.fullmatch(summary, lines[-1]), lines
     assert not [line for line in result.stdout.splitlines() + result.stderr.splitlines()
                 if any(noise in line for noise in HYDRA_NOISE)]  # fmt: skip
@@ -195,11 +198,13 @@ def test_results_of_a_study_without_a_complete_trial_and_of_a_missing_database(c
     failed = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20", "optimizer=sgd",
                   "optimizer.lr=choice(1e4)", "hydra.sweeper.n_trials=2", "-m")  # fmt: skip
     assert failed.returncode == 1
-    assert failed.stderr.splitlines()[-1].startswith("sweep failed: all 2 trials failed (training diverged at step ")
+    assert failed.stderr.splitlines()[-1].startswith("sweep failed: all 2 trials failed or diverged (training "
+                                                     "diverged at step ")  # fmt: skip
     for source in ("sqlite:///outputs/sweeps/densenet_lr.db", "outputs/sweeps"):
         listed = run_cli(["-m", "qd", "results", source], tmp_path)
         assert listed.returncode == 0, listed.stderr
-        assert listed.stdout.endswith("\nno complete trial: 2 failed, pruned or running\n")
+        assert listed.stdout.endswith("\nno complete trial: 2 failed, diverged, pruned or running\n")
+        assert len(re.findall(r" DIVERGED ", listed.stdout)) == 2, listed.stdout
     missing = run_cli(["-m", "qd", "results", "sqlite:///outputs/sweeps/nope.db"], tmp_path)
     assert missing.returncode == 2
     assert missing.stderr == ("error: sqlite:///outputs/sweeps/nope.db: no such database file "

@@ -134,7 +134,9 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     assert again.returncode == 0 and "already holds 4 trials of 4; nothing to run" in again.stdout
 
 
-def test_diverging_and_crashing_trials_fail_without_ending_the_sweep(course_dir, tmp_path):
+def test_a_diverging_trial_teaches_the_sampler_and_does_not_end_the_sweep(course_dir, tmp_path):
+    """A trial whose settings do not train is recorded diverged, told to the study at chance (1/6) so that the
+    sampler learns where training breaks, and counts toward n_trials."""
     result = sweep(
         tmp_path,
         course_dir,
@@ -146,10 +148,13 @@ def test_diverging_and_crashing_trials_fail_without_ending_the_sweep(course_dir,
     assert result.returncode == 0, result.stderr
     trials = study_trials(tmp_path, "densenet_lr")
     by_lr = {t.params["optimizer.lr"]: t for t in trials}
-    assert by_lr[0.01].state.name == "COMPLETE"
-    failed = [m for m in sweep_metrics(tmp_path) if m["state"] == "failed"]
-    assert failed and all("training diverged at step" in m["reason"] for m in failed)
-    assert all(t.state.name == "FAIL" for t in trials if t.params["optimizer.lr"] == 10000.0)
+    assert by_lr[0.01].state.name == "COMPLETE" and "qd_outcome" not in by_lr[0.01].user_attrs
+    diverged = [m for m in sweep_metrics(tmp_path) if m["state"] == "diverged"]
+    assert diverged and all("training diverged at step" in m["reason"] for m in diverged)
+    for t in (t for t in trials if t.params["optimizer.lr"] == 10000.0):
+        assert (t.state.name, t.value, t.user_attrs["qd_outcome"]) == ("COMPLETE", 1 / 6, "diverged")
+        assert t.user_attrs["qd_reason"].startswith("training diverged at step")
+    assert re.search(r"^trial \d diverged: training diverged at step \d+ ", result.stdout, re.M), result.stdout
 
 
 def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_path):
@@ -163,8 +168,8 @@ def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_pat
     )
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
-    assert len(ours) == 1 and ours[0].startswith("sweep failed: all 2 trials failed (training diverged at step")
-    assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["FAIL", "FAIL"]
+    assert len(ours) == 1 and ours[0].startswith("sweep failed: all 2 trials failed or diverged (training diverged at")
+    assert [t.user_attrs["qd_outcome"] for t in study_trials(tmp_path, "densenet_lr")] == ["diverged", "diverged"]
 
 
 def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""`python -m qd.bench accuracy|speed|sweep|pruning|cuda|helptime [options]` (each with its own --help)."""
+"""`python -m qd.bench accuracy|speed|sweep|pruning|search|cuda|helptime [options]` (each with its own --help)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "speed": ("qd.bench.speed", "speed and peak memory against the course starter"),
     "sweep": ("qd.bench.sweep", "a 16-trial sweep on 2 workers: its wall time against its trials' training"),
     "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
+    "search": ("qd.bench.search", "a preset's sweep from 5 seeds against a reference: trials wasted, best found"),
     "cuda": ("qd.bench.cuda", "each model trained from one seed on CUDA and on the CPU: do they agree?"),
     "helptime": ("qd.bench.helptime", "how long each command takes to answer --help"),
 }

@@ -23,6 +23,19 @@ class Pruned(Exception):
     """Raised from an evaluation callback to stop a hopeless job (a sweep's pruner)."""
 
 
+class DidNotTrain(QDError):
+    """Training stopped because its settings do not train: its loss diverged, or its dev accuracy stayed at chance.
+    `chance` is the accuracy of a model that did not train: what a sweep's sampler is told such a trial scored, so
+    that it learns where training breaks."""
+
+    def __init__(self, message: str, chance: float) -> None:
+        super().__init__(message, chance)  # both in args: the error crosses processes (pickled) whole
+        self.chance = chance
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def check_device(name: str, cuda: bool) -> None:
     """`train.device`, given whether a CUDA device may be used: QDError naming the setting."""
     if name not in ("auto", "cpu", "cuda"):

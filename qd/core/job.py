@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qd.core.errors import Pruned, one_line
+from qd.core.errors import DidNotTrain, Pruned, one_line
 from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 
 # QD_QUICK=1: every training takes at most QUICK_STEPS steps, evaluated every QUICK_EVAL_EVERY (and a sweep few
@@ -61,6 +61,9 @@ def run_job(
         return fields
     except Pruned as e:
         fields.update(state="pruned", reason=str(e))
+        raise
+    except DidNotTrain as e:  # its settings do not train: said apart from a job that failed for other reasons
+        fields.update(state="diverged", reason=one_line(e))
         raise
     except BaseException as e:
         fields.update(state="failed", reason=one_line(e))

@@ -26,7 +26,7 @@ from qd.core.augment import augment, is_active
 from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
 from qd.core.cpu import MEMORY_FORMATS, memory_format
 from qd.core.data import N_CLASSES, Split, load_split, require_files
-from qd.core.errors import QDError, flag
+from qd.core.errors import DidNotTrain, QDError, flag
 from qd.core.models import build_model, count_parameters
 from qd.core.runtime import configure_cpu, resolve_device
 
@@ -35,11 +35,11 @@ LOG_COLUMNS = ("step", "train_loss", "train_acc", "dev_loss", "dev_acc")
 LOG_HEADER = ",".join(LOG_COLUMNS)
 
 
-class Diverged(QDError):
+class Diverged(DidNotTrain):
     """The loss became NaN, infinite or larger than train.max_loss."""
 
 
-class NotLearning(QDError):
+class NotLearning(DidNotTrain):
     """Dev accuracy stayed at chance until train.not_learning_after of the steps."""
 
 
@@ -244,7 +244,8 @@ def fit(
                 value = loss.item()
                 above = f", above train.max_loss={tcfg['max_loss']:g}" if math.isfinite(value) else ""
                 raise Diverged(
-                    f"training diverged at step {step} (loss {value:.4g}{above}); try a smaller {flag('optimizer.lr')}"
+                    f"training diverged at step {step} (loss {value:.4g}{above}); try a smaller {flag('optimizer.lr')}",
+                    1 / N_CLASSES,
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -269,7 +270,8 @@ def fit(
                 if after and step >= after and best["dev_acc"] <= 1 / N_CLASSES + LEARNING_MARGIN:
                     raise NotLearning(
                         f"not learning: dev accuracy at most {best['dev_acc']:.4f} by step {step} (chance "
-                        f"{1 / N_CLASSES:.4f}; train.not_learning_after={after}); try another {flag('optimizer.lr')}"
+                        f"{1 / N_CLASSES:.4f}; train.not_learning_after={after}); try another {flag('optimizer.lr')}",
+                        1 / N_CLASSES,
                     )
                 if on_eval:
                     called = time.perf_counter()

@@ -117,7 +117,8 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
         (r for r in records if r.get("model") == "bestmodel"), key=lambda r: (str(r.get("study")), r.get("trial") or 0)
     )
     complete = [r for r in trials if r.get("state") == "complete" and isinstance(r.get("params"), dict)]
-    states = {s: sum(r.get("state") == s for r in trials) for s in ("complete", "pruned", "failed", "unreadable")}
+    states = {s: sum(r.get("state") == s for r in trials)
+              for s in ("complete", "diverged", "pruned", "failed", "unreadable")}  # fmt: skip
     unreadable = f", {states['unreadable']} unreadable" if states["unreadable"] else ""
     lines = [
         "# Best model",
@@ -135,8 +136,8 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
         "",
         "## What was tried",
         "",
-        f"{len(trials)} trials: {states['complete']} complete, {states['pruned']} pruned early, "
-        f"{states['failed']} failed{unreadable}.",
+        f"{len(trials)} trials: {states['complete']} complete, {states['diverged']} did not train, "
+        f"{states['pruned']} pruned early, {states['failed']} failed{unreadable}.",
         "",
         "| study | trial | state | dev acc | parameters |",
         "| --- | --- | --- | --- | --- |",

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 
-from qd.core.errors import Pruned, one_line
+from qd.core.errors import DidNotTrain, Pruned, one_line
 from qd.experiment.compat import job_error
 from qd.experiment.janitor import Janitor
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import (
     COMPLETE,
+    DIVERGED,
     FAILED,
     INTERRUPTED,
     PRUNED,
@@ -48,6 +49,10 @@ class Broker:
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         """The study's trials as the database holds them now, other processes' writes included."""
         return self.janitor.trials()
+
+    def finished(self) -> int:
+        """How many of the study's trials that count have ended, whichever process ran them."""
+        return sum(t.state.is_finished() for t in counted(self.trials()))
 
     def tidy(self) -> tuple[list[Ended], list[optuna.trial.FrozenTrial]]:
         """Holding the study's lock, have the janitor settle what dead processes left."""
@@ -88,7 +93,7 @@ class Broker:
                 if GRID_STOP not in str(e):
                     raise
         else:
-            self.janitor.mark(ended.number, ended.outcome, ended.reason)
+            self.janitor.mark(ended.number, ended.outcome, ended.reason, ended.values)
         self.running.discard(ended.number)
 
     def interrupt(self, reason: str) -> None:
@@ -108,6 +113,8 @@ def ended_how(number: int, returned: JobReturn | BaseException, objectives: int)
     error = returned if isinstance(returned, BaseException) else job_error(returned)
     if isinstance(error, (Pruned, optuna.TrialPruned)):
         return Ended(number, PRUNED, reason=one_line(error) if not isinstance(error, Pruned) else str(error))
+    if isinstance(error, DidNotTrain):
+        return Ended(number, DIVERGED, (error.chance,) * objectives, str(error))
     if isinstance(error, TrialLost):
         return Ended(number, INTERRUPTED if error.interrupted else FAILED, reason=str(error))
     if isinstance(error, KeyboardInterrupt):  # in a worker that did not leave Ctrl-C to the sweep

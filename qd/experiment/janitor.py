@@ -14,10 +14,12 @@ import math
 import socket
 from pathlib import Path
 
+from qd.core.data import N_CLASSES
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import (
     COMPLETE,
+    DIVERGED,
     FAILED,
     INTERRUPTED,
     JOB_DIR,
@@ -35,6 +37,7 @@ from qd.experiment.outcomes import (
 from qd.experiment.processes import process_alive
 
 TrialState = optuna.trial.TrialState
+CHANCE = 1 / N_CLASSES  # what a diverged trial of qd's app scored, for the sampler (qd.core.errors.DidNotTrain)
 
 
 class Janitor:
@@ -71,18 +74,25 @@ class Janitor:
             return Ended(trial.number, COMPLETE, (value,))
         if outcome == COMPLETE:
             outcome, record["reason"] = FAILED, f"its record holds dev accuracy {value!r}, not a number from 0 to 1"
+        if outcome == DIVERGED:
+            self.mark(trial.number, DIVERGED, str(record.get("reason", "")), (CHANCE,))
+            return Ended(trial.number, DIVERGED, (CHANCE,), str(record.get("reason", "")))
         if outcome in (PRUNED, FAILED):
             self.mark(trial.number, outcome, str(record.get("reason", "")))
             return Ended(trial.number, outcome, reason=str(record.get("reason", "")))
         self.mark(trial.number, INTERRUPTED, "interrupted (its process died)")
         return None
 
-    def mark(self, number: int, outcome: str, reason: str) -> None:
-        """End trial `number` as `outcome` (pruned, failed or interrupted), with why, in its attributes."""
+    def mark(self, number: int, outcome: str, reason: str, values: tuple[float, ...] | None = None) -> None:
+        """End trial `number` as `outcome` (diverged with `values`, pruned, failed or interrupted), with why, in its
+        attributes."""
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         self.storage.set_trial_user_attr(trial_id, OUTCOME, outcome)
         self.storage.set_trial_user_attr(trial_id, REASON, reason)
-        self.study.tell(number, state=TrialState.PRUNED if outcome == PRUNED else TrialState.FAIL)
+        if values is not None:
+            self.study.tell(number, values=list(values))
+        else:
+            self.study.tell(number, state=TrialState.PRUNED if outcome == PRUNED else TrialState.FAIL)
 
     def requeue(self) -> None:
         """Queue each interrupted trial that no trial reruns yet, with its parameters (the next ask takes it first)."""

@@ -17,10 +17,12 @@ OUTCOME, REASON, RERUN_OF = "qd_outcome", "qd_reason", "qd_rerun_of"
 # that an earlier qd queued again (it marked them there, not in the queued trial).
 FIXED, REQUEUED = "qd_fixed_configuration", "qd_requeued"
 
-# How a trial ended. INTERRUPTED: its job was lost (Ctrl-C, its process died, Slurm cancelled it or lost its node);
-# the study runs it again with its parameters, and it does not count toward n_trials.
-COMPLETE, PRUNED, FAILED, INTERRUPTED = "complete", "pruned", "failed", "interrupted"
-ENDINGS = (COMPLETE, PRUNED, FAILED, INTERRUPTED)
+# How a trial ended. DIVERGED: its settings do not train (its loss diverged, or its dev accuracy stayed at chance);
+# the study holds it COMPLETE at chance, so that its sampler learns where training breaks, and it counts toward
+# n_trials, but it is no candidate. INTERRUPTED: its job was lost (Ctrl-C, its process died, Slurm cancelled it or
+# lost its node); the study runs it again with its parameters, and it does not count toward n_trials.
+COMPLETE, DIVERGED, PRUNED, FAILED, INTERRUPTED = "complete", "diverged", "pruned", "failed", "interrupted"
+ENDINGS = (COMPLETE, DIVERGED, PRUNED, FAILED, INTERRUPTED)
 
 
 # What a sweep says when Ctrl-C stops it.

@@ -130,7 +130,7 @@ def from_storage(url: str) -> list[dict]:
     """Every trial of every study in an Optuna storage, opened read-only, joined with its job's metrics.json; a study
     that does not maximize one value (not one of qd's apps') as `other_study` gives it."""
     from qd.experiment.lean_optuna import optuna
-    from qd.experiment.outcomes import REASON
+    from qd.experiment.outcomes import OUTCOME, REASON
     from qd.experiment.storage import open_readonly
 
     storage = open_readonly(url)
@@ -144,9 +144,10 @@ def from_storage(url: str) -> list[dict]:
         for t in trials:
             metrics_file = Path(job_dir(t.user_attrs, url), "metrics.json")
             record = read_record(metrics_file, completed=t.state.name == "COMPLETE") or {}
-            state = UNREADABLE if record.get("state") == UNREADABLE else t.state.name.lower()
+            state = UNREADABLE if record.get("state") == UNREADABLE else t.user_attrs.get(OUTCOME, t.state.name.lower())
             record.update(study=summary.study_name, trial=t.number, params=t.params, state=state)
-            record.setdefault("best_dev_acc", t.value)
+            if state in ("complete", UNREADABLE):  # a diverged trial's value is chance, told to the sampler
+                record.setdefault("best_dev_acc", t.value)
             record.setdefault("reason", t.user_attrs.get(REASON, ""))
             records.append(record)
     return records
@@ -348,6 +349,6 @@ def print_best(records: list[dict]) -> None:
         print(f"best: {best['model']} {label(best)}, dev accuracy {best['best_dev_acc']:.4f}")
         print(f"      {best['job_dir']}")
     else:
-        print(f"no complete trial: {len(records)} failed, pruned or running")
+        print(f"no complete trial: {len(records)} failed, diverged, pruned or running")
     for record in may_beat(records, best):
         print(f"      {label(record)} may be better: {rival(record)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from qd.experiment import lines
 from qd.experiment.broker import Broker, ended_how
 from qd.experiment.compat import BASIC_LAUNCHER
 from qd.experiment.identity import job_config
-from qd.experiment.outcomes import FAILED, INTERRUPTED, Ended, SweepFailed
+from qd.experiment.outcomes import COMPLETE, FAILED, INTERRUPTED, Ended, SweepFailed
 from qd.experiment.samplers import make_sampler
 from qd.experiment.settings import read_settings
 from qd.experiment.storage import database_errors
@@ -100,8 +101,6 @@ class Sweep:
 
     def settle(self, broker: Broker) -> None:
         """Settle what dead processes left, waiting for the jobs that outlived their sweep."""
-        import time
-
         waited: set[int] = set()
         while True:
             settled, outliving = broker.tidy()
@@ -119,8 +118,9 @@ class Sweep:
         """Keep `n_jobs` trials in flight until the study holds its trials; tell each as it ends."""
         inline = str(self.config.hydra.launcher.get("_target_")) == BASIC_LAUNCHER
         slots = 1 if inline else self.settings.n_jobs
-        in_flight: dict[concurrent.futures.Future, int] = {}
+        in_flight: dict[concurrent.futures.Future, tuple[int, float]] = {}  # -> the trial's number, when it began
         ask = True  # again after each trial's end: the study may want one more (an interrupted trial runs again)
+        estimated = False  # whether the time the rest should take was said
         while True:
             while ask and len(in_flight) < slots and not self.stopped:
                 asked, settled = broker.ask()
@@ -131,7 +131,7 @@ class Sweep:
                     break
                 trial, overrides = asked
                 future: concurrent.futures.Future = concurrent.futures.Future()
-                in_flight[future] = trial.number
+                in_flight[future] = trial.number, time.monotonic()
                 self.launch(future, [*overrides, f"hydra.sweeper.study_name={broker.study.study_name}"], trial.number,
                             inline)  # fmt: skip
             if not in_flight:
@@ -140,12 +140,17 @@ class Sweep:
                 return
             done, _ = concurrent.futures.wait(in_flight, timeout=WAIT_S, return_when="FIRST_COMPLETED")
             for future in done:
-                number = in_flight.pop(future)
+                number, began = in_flight.pop(future)
                 returned = future.exception() or future.result()
                 ended = ended_how(number, returned, len(self.settings.directions))
                 broker.tell(ended)
                 self.ended.append(ended)
-                print(lines.trial_line(ended, self.objective), flush=True)
+                finished = broker.finished()
+                print(f"{lines.trial_line(ended, self.objective)} ({finished} of {self.settings.n_trials})", flush=True)
+                if ended.outcome == COMPLETE and not estimated and finished < self.settings.n_trials:
+                    estimated = True  # from the first trial that ran its course (one that diverged took no time)
+                    print(lines.estimate_line(self.settings.n_trials - finished, time.monotonic() - began, slots),
+                          flush=True)  # fmt: skip
                 self.stopped = self.stopped or self.failures.add(ended)
                 ask = True
 
@@ -157,7 +162,11 @@ class Sweep:
         def launch() -> None:
             try:
                 future.set_result(self.sweeper.launcher.launch([overrides], initial_job_idx=number)[0])
-            except BaseException as error:  # the launcher's own failure (a worker's interrupt too): the trial's
+            except Exception as error:  # the launcher's own failure: the trial fails with it
+                future.set_exception(error)
+            except BaseException as error:  # an interrupt: in this thread it stops the sweep; a worker's, its trial
+                if inline:
+                    raise
                 future.set_exception(error)
 
         if inline:

@@ -44,13 +44,17 @@ def curves(log: pd.DataFrame, best_step: int, title: str, source: str, path: Pat
     _save(fig, path, title, source)
 
 
-def learning_rates(trials: list[dict], winner: dict, source: str, path: Path) -> None:
-    """The dense net's best dev accuracy against learning rate, one point per complete trial."""
+def learning_rates(trials: list[dict], diverged: list[dict], winner: dict, source: str, path: Path) -> None:
+    """The dense net's best dev accuracy against learning rate, one point per complete trial; a trial that did not
+    train (diverged, or not learning) as a cross at chance."""
     fig = _figure(7, 4.2)
     ax = fig.subplots()
     for study in sorted({t["study"] for t in trials}):
         points = sorted((t["params"]["optimizer.lr"], t["best_dev_acc"]) for t in trials if t["study"] == study)
         ax.plot(*zip(*points, strict=True), marker="o", ls="", label=f"study {study}")
+    if diverged:
+        ax.plot([t["params"]["optimizer.lr"] for t in diverged], [1 / N_CLASSES] * len(diverged), marker="x",
+                ls="", color="0.4", label="did not train (at chance)")  # fmt: skip
     ax.plot(winner["params"]["optimizer.lr"], winner["best_dev_acc"], marker="*", ms=16, ls="", mfc="none",
             color="crimson", label=f"winner: trial {winner.get('trial')}")  # fmt: skip
     ax.set_xscale("log")

@@ -75,6 +75,12 @@ class Measurements:
         return [r for r in self.complete if r["model"] == "densenet" and "optimizer.lr" in (r.get("params") or {})]
 
     @property
+    def lr_diverged(self) -> list[dict]:
+        """The dense-net trials that searched the learning rate and did not train (diverged, or not learning)."""
+        return [r for r in self.records if r.get("state") == "diverged" and r.get("model") == "densenet"
+                and "optimizer.lr" in (r.get("params") or {})]  # fmt: skip
+
+    @property
     def studies(self) -> list[tuple[str, str, list[tuple[int, float]]]]:
         """Per study: its name, its model and its complete trials' (number, dev accuracy), in trial order."""
         names = sorted({r["study"] for r in self.complete if r.get("study")})

@@ -46,15 +46,16 @@ def curves_section(m: Measurements, stage: Path, shown: Shown) -> list[str]:
         title, source = f"{m.trial(model)}: accuracy against step", f"{m.trial(model)}, {show(log)}"
         figures.curves(m.logs[model], m.winners[model]["best_step"], title, source, stage / name)
         lines += figure_md(shown, name, curve_caption(m, model), f"{m.trial(model)}, log `{show(log)}`")
-    dense, trials = m.winners["densenet"], m.lr_trials
+    dense, trials, diverged = m.winners["densenet"], m.lr_trials, m.lr_diverged
     if trials and "optimizer.lr" in (dense.get("params") or {}):
-        studies = ", ".join(sorted({t["study"] for t in trials}))
-        figures.learning_rates(trials, dense, f"{len(trials)} complete trials of {studies}", stage / "densenet-lr.png")
+        studies = ", ".join(sorted({t["study"] for t in trials + diverged}))
+        counted = f"{len(trials)} complete" + (f" and {len(diverged)} diverged" if diverged else "")
+        figures.learning_rates(trials, diverged, dense, f"{counted} trials of {studies}", stage / "densenet-lr.png")
         lines += figure_md(
             shown,
             "densenet-lr.png",
-            "dense net: best dev accuracy against learning rate (log scale)",
-            f"{len(trials)} complete densenet trials with `optimizer.lr`; winner {m.trial('densenet')}",
+            "dense net: best dev accuracy against learning rate (log scale); a trial that did not train at chance",
+            f"{counted} densenet trials with `optimizer.lr`; winner {m.trial('densenet')}",
         )
     else:
         lines += [
