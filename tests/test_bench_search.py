@@ -25,7 +25,8 @@ def test_the_search_bench_prints_a_row_a_seed_against_its_grid(tmp_path):
     for _, trials, diverged, *best, gap, cpu, load in rows:
         assert trials == "4" and 0 <= int(diverged) <= 4
         assert all(b == "-" or 0 <= float(b) <= 1 for b in best)
-        assert gap == "-" or float(gap) == pytest.approx(100 * (float(reference[1]) - float(best[1])), abs=0.01)
+        # from the printed accuracies (4 places each) and the printed gap (2 places): up to 0.015 points apart
+        assert gap == "-" or float(gap) == pytest.approx(100 * (float(reference[1]) - float(best[1])), abs=0.016)
         assert float(cpu) > 0 and re.fullmatch(r"[\d.]+( disturbed)? \|", load)
     assert re.search(r"^\d+ of 8 trials did not train \(\d+%\); the best after 10 within 1 point of the reference for "
                      r"\d of 2 seeds: (meets|misses) the target", result.stdout, re.M)  # fmt: skip

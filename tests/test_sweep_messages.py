@@ -14,6 +14,7 @@ import pytest
 
 from conftest import LEARNING, ROOT, ours, run_cli, study_trials
 from qd.experiment.app import torch_built_for_gpu
+from qd.experiment.outcomes import COMPLETE, DIVERGED, OUTCOME, PRUNED
 
 HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "Traceback", "Joblib.Parallel")
 
@@ -148,22 +149,22 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
     result = main(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)
-    states = {t.number: t.user_attrs.get("qd_outcome", t.state.name) for t in study_trials(tmp_path, "densenet_lr")}
+    states = {t.number: t.user_attrs.get(OUTCOME, t.state.name.lower()) for t in study_trials(tmp_path, "densenet_lr")}
     assert re.fullmatch(r"new study densenet_lr-[0-9a-f]{8}: 4 trials to run", lines[0]), lines
     for number, state in states.items():
         pattern = {
-            "COMPLETE": rf"trial {number}: dev accuracy 0\.\d{{4}}",
-            "diverged": rf"trial {number} diverged: training diverged at step \d+ \(loss [^)]+\); try a smaller "
+            COMPLETE: rf"trial {number}: dev accuracy 0\.\d{{4}}",
+            DIVERGED: rf"trial {number} diverged: training diverged at step \d+ \(loss [^)]+\); try a smaller "
                         "optimizer.lr",
-            "PRUNED": rf"trial {number} pruned: pruned at step \d+ with dev accuracy 0\.\d{{4}}",
+            PRUNED: rf"trial {number} pruned: pruned at step \d+ with dev accuracy 0\.\d{{4}}",
         }[state]
         assert any(re.fullmatch(rf"{pattern} \([1-4] of 4\)", line) for line in lines), (state, lines)
     estimates = [line for line in lines if line.startswith("the rest: ")]  # once, after the first complete trial
     assert len(estimates) == 1 and re.fullmatch(r"the rest: [123] trials?, about \d+ s at 1 in flight", estimates[0])
-    counts = {s: list(states.values()).count(s) for s in ("COMPLETE", "PRUNED", "diverged")}
-    assert counts["diverged"] and counts["COMPLETE"], states
-    summary = (rf"sweep done: 4 trials, {counts['COMPLETE']} complete, {counts['diverged']} diverged, "
-               rf"{counts['PRUNED']} pruned, 0 failed; the study's best: trial \d, dev accuracy 0\.\d{{4}}")
+    counts = {s: list(states.values()).count(s) for s in (COMPLETE, PRUNED, DIVERGED)}
+    assert counts[DIVERGED] and counts[COMPLETE], states
+    summary = (rf"sweep done: 4 trials, {counts[COMPLETE]} complete, {counts[DIVERGED]} diverged, "
+               rf"{counts[PRUNED]} pruned, 0 failed; the study's best: trial \d, dev accuracy 0\.\d{{4}}")
     assert re.fullmatch(summary, lines[-1]), lines
     assert not [line for line in result.stdout.splitlines() + result.stderr.splitlines()
                 if any(noise in line for noise in HYDRA_NOISE)]  # fmt: skip
