@@ -28,8 +28,10 @@ data: venv
 demo: venv
 	$(PY) -m qd demo
 
+# Style: ruff's formatter (120 columns); a `# fmt: skip` keeps a hand-aligned table or message as it is.
 test: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 test-fast: venv
@@ -37,6 +39,7 @@ test-fast: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 defaults: venv
 	$(PY) -m qd.experiment.conf

@@ -88,8 +88,14 @@ def swept(swept_data, tmp_path_factory) -> Path:
     Shared by the promotion, report and fault tests: they read outputs/ and never write into this workdir.
     """
     work = tmp_path_factory.mktemp("swept")
-    common = ["-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10", "hydra.sweeper.n_trials=2",
-              LEARNING]
+    common = [
+        "-m",
+        f"data.dir={swept_data}",
+        "train.steps=20",
+        "train.eval_every=10",
+        "hydra.sweeper.n_trials=2",
+        LEARNING,
+    ]
     for model, extra in [("densenet", ["+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]),
                          ("convnet", ["+sweep=convnet"]),
                          ("bestmodel", ["+sweep=bestmodel", "hydra.sweeper.study_name=best", TINY_BEST,

@@ -164,10 +164,15 @@ def test_predictions_file_parent_is_created(workdir):
 @pytest.mark.parametrize(
     "override, message",
     [  # fmt: skip
-        ("optimizer=nope",
-         "error: bad override: In 'base': Could not find 'optimizer/nope'; expected one of adam, adamw, sgd"),
-        ("train.nope=1", "error: train.nope=1: no such setting; train has batch_size, device, ema, eval_every, "
-         "half_storage, label_smoothing, max_loss, memory_format, not_learning_after, seed, steps, threads"),
+        (
+            "optimizer=nope",
+            "error: bad override: In 'base': Could not find 'optimizer/nope'; expected one of adam, adamw, sgd",
+        ),
+        (
+            "train.nope=1",
+            "error: train.nope=1: no such setting; train has batch_size, device, ema, eval_every, "
+            "half_storage, label_smoothing, max_loss, memory_format, not_learning_after, seed, steps, threads",
+        ),
         ("trian.steps=5", "error: trian.steps=5: no such setting; did you mean train.steps?"),
         ("data.prepare=magic", "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
     ],

@@ -19,8 +19,7 @@ def parameters(function: object) -> list[str]:
 def test_hydras_application_object_composes_runs_and_multiruns_as_compat_calls_it():
     from hydra._internal.hydra import Hydra
 
-    assert {"config_name", "overrides", "run_mode", "validate_sweep_overrides"} <= set(
-        parameters(Hydra.compose_config))
+    assert {"config_name", "overrides", "run_mode", "validate_sweep_overrides"} <= set(parameters(Hydra.compose_config))
     for path in (Hydra.run, Hydra.multirun):
         assert parameters(path)[:4] == ["self", "config_name", "task_function", "overrides"]
     with compat.hydra_app(str(CONF_DIR), "main_densenet") as app:

@@ -27,8 +27,9 @@ def test_the_layout_is_a_rule_on_the_cpu_description_with_the_plain_layout_where
     assert [memory_format("auto", CPU, cpu) for cpu in (AVX2, AVX2, ZEN4, XEON)] == [torch.channels_last] * 4
     plain = {
         "no oneDNN": CpuInfo("AMD EPYC 7B12", "AuthenticAMD", 23, ("AVX2",), "AVX2", onednn=False),
-        "a torch that cannot say its kernels' level": CpuInfo("AMD EPYC 7B12", "AuthenticAMD", 23, ("AVX2",), "",
-                                                               onednn=True),  # fmt: skip
+        "a torch that cannot say its kernels' level": CpuInfo(
+            "AMD EPYC 7B12", "AuthenticAMD", 23, ("AVX2",), "", onednn=True
+        ),  # fmt: skip
         "an x86 CPU without AVX2": CpuInfo("Intel Celeron N4020", "GenuineIntel", 6, (), "DEFAULT", onednn=True),
         "Apple silicon": CpuInfo("Apple M2", "", 0, ("NEON",), "DEFAULT", onednn=True),
     }
@@ -54,8 +55,12 @@ def test_oneDNN_switched_off_in_torch_gives_the_plain_layout():
 
 @pytest.mark.skipif(not shutil.which("lscpu") or not sys.platform.startswith("linux"), reason="Linux's lscpu")
 def test_the_description_names_this_cpu_as_lscpu_does_and_follows_a_cap_on_torchs_kernels():
-    lscpu = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True,
-                                                                env={**os.environ, "LC_ALL": "C"}).stdout.splitlines())
+    lscpu = dict(
+        line.split(":", 1)
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}
+        ).stdout.splitlines()
+    )
     flags = set(lscpu.get("Flags", "").split())
     cpu = describe_cpu()
     assert cpu.model == lscpu["Model name"].strip()

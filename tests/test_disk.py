@@ -89,7 +89,8 @@ def test_a_course_run_on_a_full_disk_says_what_it_kept(disk, course_dir, tmp_pat
     result = run_cli(train, tmp_path)
     assert result.returncode == 2 and re.fullmatch(
         rf"error: {re.escape(str(logs))}/\d{{12}}_densenet(_\d+)?\.log: {FULL}; kept nothing of this run; "
-        rf"{re.escape(str(models / 'densenet.pt'))} is as it was\n", result.stderr
+        rf"{re.escape(str(models / 'densenet.pt'))} is as it was\n",
+        result.stderr,
     ), result.stderr
     assert sorted(p.name for p in logs.iterdir()) == [log.name], "no log without a whole line"
     assert (models / "densenet.pt").read_bytes() == b"the user's previous checkpoint"
@@ -240,8 +241,16 @@ def test_a_hydra_run_and_a_sweep_on_a_full_disk_are_one_line(disk, course_dir, t
     assert [p for p in left_behind(run) if "/.hydra" not in p] == [], "no temporary file left"
 
     leave_free(disk, 0)
-    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
-                      f"hydra.sweeper.storage=sqlite:///{disk}/study.db", "hydra.sweeper.n_trials=1"], tmp_path)
+    result = run_cli(
+        [
+            str(ROOT / "main_densenet.py"),
+            "+sweep=densenet_lr",
+            f"data.dir={course_dir}",
+            f"hydra.sweeper.storage=sqlite:///{disk}/study.db",
+            "hydra.sweeper.n_trials=1",
+        ],
+        tmp_path,
+    )
     assert (result.returncode, result.stderr) == (2, f"error: {disk}/study.db: cannot use the study's database file "
                                                      "(database or disk is full); its disk is full: free some space; "
                                                      "the trials recorded so far are kept\n")  # fmt: skip

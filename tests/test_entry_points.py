@@ -47,9 +47,15 @@ def closed_pipe(argv: list[str], cwd) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "argv",
-    [["main_bestmodel.py", "--help"], ["main_densenet.py", "--mode", "train", "--help"], ["-m", "qd", "--help"],
-     ["-m", "qd", "promote", "--help"], ["-m", "qd.bench", "--help"], ["-m", "qd.bench", "pruning", "--help"],
-     ["-m", "qd", "results", "outputs"]],  # fmt: skip
+    [
+        ["main_bestmodel.py", "--help"],
+        ["main_densenet.py", "--mode", "train", "--help"],
+        ["-m", "qd", "--help"],
+        ["-m", "qd", "promote", "--help"],
+        ["-m", "qd.bench", "--help"],
+        ["-m", "qd.bench", "pruning", "--help"],
+        ["-m", "qd", "results", "outputs"],
+    ],  # fmt: skip
     ids=" ".join,
 )
 def test_output_into_a_closed_pipe_ends_quietly(argv, tmp_path):

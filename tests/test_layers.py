@@ -147,8 +147,12 @@ def newer_than_38(tree: ast.AST) -> list[str]:
             found.append(f"line {node.lineno}: {name}")
         elif isinstance(node, ast.Subscript) and getattr(node.value, "id", None) in GENERIC_BUILTINS:
             found.append(f"line {node.lineno}: {node.value.id}[...] outside an annotation")
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and any(
-            getattr(side, "id", None) in {"int", "float", "str", "None", "bool"} for side in (node.left, node.right)
+        elif (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.BitOr)
+            and any(
+                getattr(side, "id", None) in {"int", "float", "str", "None", "bool"} for side in (node.left, node.right)
+            )
         ):
             found.append(f"line {node.lineno}: a type union with | outside an annotation")
     return sorted(found)

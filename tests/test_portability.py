@@ -9,7 +9,7 @@ from conftest import ROOT
 from qd.experiment.processes import process_alive
 
 # Imported by Python at start-up from PYTHONPATH: takes away what macOS lacks, in that process only.
-NOT_LINUX = '''
+NOT_LINUX = """
 import builtins, ctypes, os
 
 del os.sched_getaffinity
@@ -29,7 +29,7 @@ class _LibcWithoutMallopt:
 
 builtins.open = _no_proc
 ctypes.CDLL = _LibcWithoutMallopt
-'''
+"""
 
 
 def test_a_course_train_and_predict_run_without_linux_only_calls(course_dir, tmp_path):

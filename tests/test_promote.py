@@ -184,8 +184,16 @@ def test_a_moved_project_lists_each_trial_once_and_promotes_from_its_moved_data(
     follow it (no trial listed twice, once unreadable; no hint naming the old folder)."""
     project = tmp_path / "project"
     shutil.copytree(course_dir, project / "data")
-    sweep = [str(ROOT / "main_densenet.py"), "-m", "data.dir=data", "train.steps=20", "train.eval_every=10",
-             "+sweep=densenet_lr", "hydra.sweeper.n_trials=2", "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]
+    sweep = [
+        str(ROOT / "main_densenet.py"),
+        "-m",
+        "data.dir=data",
+        "train.steps=20",
+        "train.eval_every=10",
+        "+sweep=densenet_lr",
+        "hydra.sweeper.n_trials=2",
+        "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+    ]
     assert run_cli(sweep, project).returncode == 0
     moved = tmp_path / "moved"
     project.rename(moved)
@@ -316,8 +324,12 @@ def test_a_nan_winner_and_a_vanished_winner_stop_promotion_by_name(swept_data, t
 
     (folder / "metrics.json").write_text(json.dumps({**record, "best_dev_acc": float("nan")}))
     listed = run_cli(["-m", "qd", "results", "outputs"], tmp_path)
-    assert f"warning: {folder}/metrics.json: unreadable record of run {folder.name} (holds dev accuracy nan; " \
-           "expected a number from 0 to 1)" in listed.stderr and "COMPLETE  nan" not in listed.stdout
+    assert (
+        f"warning: {folder}/metrics.json: unreadable record of run {folder.name} (holds dev accuracy nan; "
+        "expected a number from 0 to 1)"
+        in listed.stderr
+        and "COMPLETE  nan" not in listed.stdout
+    )
     refused = run_cli(promote_densenet, tmp_path)
     assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
         f"error: densenet: {named} may be better than any other candidate: it completed with dev accuracy "
@@ -335,8 +347,9 @@ def test_a_nan_winner_and_a_vanished_winner_stop_promotion_by_name(swept_data, t
     assert not (tmp_path / "submission").exists()
 
 
-def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_keeps_its_name(swept, swept_data,
-                                                                                                tmp_path):
+def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_keeps_its_name(
+    swept, swept_data, tmp_path
+):
     """From the folder above swept_data, without --data-dir (datasets/): nothing promoted, each model's line and the
     error name the data its candidates were on. With that --data-dir and --name jsmith12, a later promotion without
     --name keeps jsmith12_code.zip; another --name replaces it."""
@@ -365,7 +378,8 @@ def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in out.glob("*.zip")) == ["jsmith12_code.zip"]
     assert again.stdout.splitlines()[-1] == (
-        f"jsmith12_code.zip: named after {out / 'jhid.txt'}, the JHID of the last --name (--name changes it)")
+        f"jsmith12_code.zip: named after {out / 'jhid.txt'}, the JHID of the last --name (--name changes it)"
+    )
     renamed = promote_cli("--data-dir", data, "--models", "densenet", "--name", "jdoe_3")
     assert renamed.returncode == 0, renamed.stderr
     assert sorted(p.name for p in out.glob("*.zip")) == ["jdoe_3_code.zip"]

@@ -259,8 +259,9 @@ def test_a_missing_submission_says_to_promote_first(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_name(submission, swept, swept_data,
-                                                                                   tmp_path):
+def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_name(
+    submission, swept, swept_data, tmp_path
+):
     """An empty folder: one line, nothing written. The submission's jhid.txt (promote --name) names the document."""
     shutil.copytree(submission, tmp_path / "submission")
     (tmp_path / "submission/jhid.txt").write_text("jsmith12\n")

@@ -65,8 +65,10 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_promotion_takes_its_winner(cl
     lines = ours(result.stdout)
     assert re.fullmatch(rf"new study {STUDY}: {N_TRIALS} trials to run", lines[0]), lines
     ended = [line for line in lines[1:-1] if not line.startswith("the rest: ")]  # and the time the rest should take
-    assert sorted(re.fullmatch(r"trial (\d): dev accuracy 0\.\d{4} \([12] of 2\)", line)[1] for line in ended) == ["0",
-                                                                                                              "1"]
+    assert sorted(re.fullmatch(r"trial (\d): dev accuracy 0\.\d{4} \([12] of 2\)", line)[1] for line in ended) == [
+        "0",
+        "1",
+    ]
     assert re.fullmatch(r"sweep done: 2 trials, 2 complete, 0 pruned, 0 failed; the study's best: trial \d, dev "
                         r"accuracy 0\.\d{4}", lines[-1]), lines  # fmt: skip
     records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
@@ -145,8 +147,9 @@ def test_a_sweep_killed_while_its_jobs_run_resumes_without_losing_them(cluster_e
 
 
 def test_a_job_past_its_time_limit_fails_with_one_line(cluster_env, course_dir, tmp_path):
-    args = sweep_args(course_dir, f"train.steps={LONG}", "train.eval_every=1000", "hydra.launcher.timeout_min=1",
-                      n_trials=1)
+    args = sweep_args(
+        course_dir, f"train.steps={LONG}", "train.eval_every=1000", "hydra.launcher.timeout_min=1", n_trials=1
+    )
     result = run(args, tmp_path, cluster_env)
     assert result.returncode == 1
     (record,) = sweep_metrics(tmp_path)

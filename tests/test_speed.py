@@ -144,8 +144,10 @@ def test_the_accuracy_bench_prints_each_rows_load():
 
 
 def test_the_pruning_table_compares_cpu_with_the_sweep_without_a_pruner_and_gives_each_sweeps_load():
-    runs = {"none": {"complete": 17, "pruned": 0, "failed": 3, "best": 0.93561, "cpu": 1106.2, "load": 0.04},
-            "median": {"complete": 5, "pruned": 12, "failed": 3, "best": 0.9333, "cpu": 615.4, "load": 0.3}}
+    runs = {
+        "none": {"complete": 17, "pruned": 0, "failed": 3, "best": 0.93561, "cpu": 1106.2, "load": 0.04},
+        "median": {"complete": 5, "pruned": 12, "failed": 3, "best": 0.9333, "cpu": 615.4, "load": 0.3},
+    }
     assert pruning_table(runs).splitlines() == [
         "| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none | load |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -160,8 +162,10 @@ def test_the_header_names_the_cpu_and_the_breakdown_keeps_to_the_models_of_the_r
           "--no-thread-table", "--breakdown"])  # fmt: skip
     out = capsys.readouterr().out
     cpu = describe_cpu()
-    assert f"\nCPU: {cpu.model} (vendor {cpu.vendor}, family {cpu.family}), {os.cpu_count()} cores; " \
-           f"ISA: {', '.join(cpu.isa)}; torch {torch.__version__}, its kernels {cpu.kernels}, with oneDNN; " in out
+    assert (
+        f"\nCPU: {cpu.model} (vendor {cpu.vendor}, family {cpu.family}), {os.cpu_count()} cores; "
+        f"ISA: {', '.join(cpu.isa)}; torch {torch.__version__}, its kernels {cpu.kernels}, with oneDNN; " in out
+    )
     assert "; capped: ONEDNN_MAX_CPU_ISA=AVX2\n" in out
     processes = re.findall(r"^\| (\w+ \w+) \((starter|qd)\) \|", out, re.MULTILINE)
     assert processes == [("densenet train", "starter"), ("densenet predict", "starter"), ("densenet train", "qd"),

@@ -155,7 +155,7 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
         pattern = {
             COMPLETE: rf"trial {number}: dev accuracy 0\.\d{{4}}",
             DIVERGED: rf"trial {number} diverged: training diverged at step \d+ \(loss [^)]+\); try a smaller "
-                        "optimizer.lr",
+            "optimizer.lr",
             PRUNED: rf"trial {number} pruned: pruned at step \d+ with dev accuracy 0\.\d{{4}}",
         }[state]
         assert any(re.fullmatch(rf"{pattern} \([1-4] of 4\)", line) for line in lines), (state, lines)
@@ -163,8 +163,10 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
     assert len(estimates) == 1 and re.fullmatch(r"the rest: [123] trials?, about \d+ s at 1 in flight", estimates[0])
     counts = {s: list(states.values()).count(s) for s in (COMPLETE, PRUNED, DIVERGED)}
     assert counts[DIVERGED] and counts[COMPLETE], states
-    summary = (rf"sweep done: 4 trials, {counts[COMPLETE]} complete, {counts[DIVERGED]} diverged, "
-               rf"{counts[PRUNED]} pruned, 0 failed; the study's best: trial \d, dev accuracy 0\.\d{{4}}")
+    summary = (
+        rf"sweep done: 4 trials, {counts[COMPLETE]} complete, {counts[DIVERGED]} diverged, "
+        rf"{counts[PRUNED]} pruned, 0 failed; the study's best: trial \d, dev accuracy 0\.\d{{4}}"
+    )
     assert re.fullmatch(summary, lines[-1]), lines
     assert not [line for line in result.stdout.splitlines() + result.stderr.splitlines()
                 if any(noise in line for noise in HYDRA_NOISE)]  # fmt: skip

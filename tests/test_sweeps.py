@@ -126,9 +126,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     assert len(set(learning_rates)) == 4, f"the resumed sampler proposed a learning rate again: {learning_rates}"
     sweep_dirs = sorted(p for p in (tmp_path / "outputs/sweeps/densenet_lr").iterdir() if p.is_dir())
     assert len(sweep_dirs) == 2, "each invocation has its own folder: nothing overwritten"
-    assert all(
-        m in sweep_metrics(tmp_path) for m in first if m["state"] == "complete"
-    )
+    assert all(m in sweep_metrics(tmp_path) for m in first if m["state"] == "complete")
 
     again = run_cli(args, tmp_path)
     assert again.returncode == 0 and "already holds 4 trials of 4; nothing to run" in again.stdout

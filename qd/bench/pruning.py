@@ -48,8 +48,10 @@ def run_sweep(workdir: Path, args: argparse.Namespace, pruning: str) -> dict:
     cpu = children_cpu() - before
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise QDError(f"the {args.model} sweep with pruner {pruning} failed (exit {result.returncode}): "
-                      f"{last.removeprefix('error: ')}")
+        raise QDError(
+            f"the {args.model} sweep with pruner {pruning} failed (exit {result.returncode}): "
+            f"{last.removeprefix('error: ')}"
+        )
     from qd.experiment.lean_optuna import optuna
 
     study = optuna.load_study(study_name=pruning, storage=storage)

@@ -47,8 +47,9 @@ def sweep(workdir: Path, args: argparse.Namespace, name: str, extra: list[str]) 
     cpu = children_cpu() - before
     if result.returncode not in (0, 1):  # 1: every trial of the sweep failed or diverged; its study tells
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise QDError(f"the {args.preset} sweep {name} failed (exit {result.returncode}): "
-                      f"{last.removeprefix('error: ')}")
+        raise QDError(
+            f"the {args.preset} sweep {name} failed (exit {result.returncode}): {last.removeprefix('error: ')}"
+        )
     from qd.experiment.lean_optuna import optuna
     from qd.experiment.outcomes import INTERRUPTED, OUTCOME
 

@@ -173,10 +173,12 @@ def cpu_header(cpu: CpuInfo) -> str:
     isa = ", ".join(cpu.isa) or "none of AVX2, AVX-512, AMX, NEON"
     layout = "channels-last" if memory_format("auto", torch.device("cpu"), cpu) == torch.channels_last else "contiguous"
     capped = "; ".join(f"{v}={os.environ[v]}" for v in CAPS if os.environ.get(v)) or "none"
-    return (f"CPU: {cpu.model} (vendor {cpu.vendor or 'unknown'}, family {cpu.family}), {os.cpu_count()} cores; "
-            f"ISA: {isa}; torch {torch.__version__}, its kernels {cpu.kernels or 'unknown'}, "
-            f"{'with' if cpu.onednn else 'without'} oneDNN; qd's convolutions: {layout}, oneDNN "
-            f"{'capped at ' + onednn_isa(cpu) if onednn_isa(cpu) else 'uncapped'} unless set; capped: {capped}")
+    return (
+        f"CPU: {cpu.model} (vendor {cpu.vendor or 'unknown'}, family {cpu.family}), {os.cpu_count()} cores; "
+        f"ISA: {isa}; torch {torch.__version__}, its kernels {cpu.kernels or 'unknown'}, "
+        f"{'with' if cpu.onednn else 'without'} oneDNN; qd's convolutions: {layout}, oneDNN "
+        f"{'capped at ' + onednn_isa(cpu) if onednn_isa(cpu) else 'uncapped'} unless set; capped: {capped}"
+    )
 
 
 def row_models(rows: list[str]) -> list[str]:
@@ -292,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--rows: unknown {', '.join(sorted(unknown))}")
     from qd.bench.paths import write_checkpoints  # torch: after the arguments, so that --help answers at once
     from qd.core.cpu import describe_cpu
+
     if not all((args.data / n).exists() for names in FILES.values() for n in names if n):
         print(f"writing the synthetic set to {args.data}", file=sys.stderr)
         write_synthetic(args.data)

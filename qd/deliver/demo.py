@@ -70,4 +70,3 @@ def main(argv: list[str] | None = None) -> None:
     report(["--out", str(DEMO_DIR / "report"), "--submission", str(out), str(DEMO_DIR)])
     print(f"\nsubmission: {out}/ ({PLACEHOLDER}_code.zip inside); report: {DEMO_DIR}/report/")
     print(f"{time.monotonic() - start:.0f} s in all")
-

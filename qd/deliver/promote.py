@@ -283,16 +283,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qd promote", description=__doc__.split("\n\n")[0])
     parser.add_argument("sources", nargs="*", help="sweep folders, course-run folders or storage URLs "
                         "(default: outputs/ and model_files/, those that exist)")  # fmt: skip
-    parser.add_argument("--runs", action="append", default=[], metavar="DIR",
-                        help="a folder of course runs' records (run.sh's model_files/) to take candidates from")
+    parser.add_argument(
+        "--runs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of course runs' records (run.sh's model_files/) to take candidates from",
+    )
     parser.add_argument("--out", type=Path, default=Path("submission"), help="the submission folder (submission/)")
     parser.add_argument("--data-dir", type=Path, default=Path("datasets"), help="the data the candidates trained on")
     parser.add_argument("--models", type=model_list, default=MODELS, help="which models to promote (all three)")
     parser.add_argument("--require-all", action="store_true", help="fail unless every model asked for has a winner")
-    parser.add_argument("--any-settings", action="store_true",
-                        help="densenet: any settings, not only the course defaults but the learning rate (1.5.7)")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="choose winners among the readable records, though an unreadable one may be better")
+    parser.add_argument(
+        "--any-settings",
+        action="store_true",
+        help="densenet: any settings, not only the course defaults but the learning rate (1.5.7)",
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="choose winners among the readable records, though an unreadable one may be better",
+    )
     add_name_flag(parser)
     args = parser.parse_args(argv)
     from qd.core.runtime import configure_cpu

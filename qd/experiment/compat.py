@@ -54,7 +54,6 @@ def job_error(ret: JobReturn) -> BaseException | None:
     return ret._return_value if ret.status == JobStatus.FAILED else None
 
 
-
 def deprecation_warning(message: str) -> None:
     """Hydra's own deprecation warning (an error under HYDRA_DEPRECATION_WARNINGS_AS_ERRORS), as the Optuna sweeper
     gives it for `hydra.sweeper.search_space`."""

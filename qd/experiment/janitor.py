@@ -102,7 +102,8 @@ class Janitor:
         for trial in trials:
             if interrupted(trial) and trial.params and trial.number not in rerun:
                 queued = optuna.trial.create_trial(
-                    state=TrialState.WAITING, system_attrs={"fixed_params": trial.params},
+                    state=TrialState.WAITING,
+                    system_attrs={"fixed_params": trial.params},
                     user_attrs={RERUN_OF: trial.number},
                 )
                 self.storage.create_new_trial(self.study_id, template_trial=queued)

@@ -70,8 +70,11 @@ class SearchSpace:
         elif deprecated is not None:
             import warnings
 
-            warnings.warn("Both hydra.sweeper.params and hydra.sweeper.search_space are configured.\nHydra will use "
-                          f"hydra.sweeper.params for defining search space.\n{SEARCH_SPACE_URL}", stacklevel=2)
+            warnings.warn(
+                "Both hydra.sweeper.params and hydra.sweeper.search_space are configured.\nHydra will use "
+                f"hydra.sweeper.params for defining search space.\n{SEARCH_SPACE_URL}",
+                stacklevel=2,
+            )
         for key in [k for k in searched if k.lstrip("+~") in {f.lstrip("+~") for f in fixed}]:
             del searched[key]
             expressions.pop(key.lstrip("+~"), None)

@@ -111,8 +111,10 @@ def custom_search_space(target: str | None, config: DictConfig) -> Any:
     try:
         extend = instantiate({"_target_": target, "_partial_": True})
     except Exception:
-        raise QDError(f"hydra.sweeper.custom_search_space={target}: cannot be found; expected the dotted path of a "
-                      "function f(config, trial) that Python can import") from None
+        raise QDError(
+            f"hydra.sweeper.custom_search_space={target}: cannot be found; expected the dotted path of a "
+            "function f(config, trial) that Python can import"
+        ) from None
     return lambda trial: extend(config, trial)
 
 

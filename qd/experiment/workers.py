@@ -78,4 +78,3 @@ def stop(warming: Generator[None, None, None] | None) -> None:
         if warming is not None:
             warming.close()
     stop_joblib_workers()
-

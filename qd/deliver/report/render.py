@@ -166,8 +166,9 @@ def failures_section(m: Measurements, stage: Path, shown: Shown) -> list[str]:
         f"| none | {n} | {m.clean:.4f} |",
         *(f"| {PERTURBATIONS[k]} | {p.kept} | {p.acc:.4f} |" for k, p in m.perturbed.items()),
         "",
-        *figure_md(shown, "noise-curve.png", "dev accuracy against noise level, flips as lines",
-                   f"{source}, seed {SEED}"),  # fmt: skip
+        *figure_md(
+            shown, "noise-curve.png", "dev accuracy against noise level, flips as lines", f"{source}, seed {SEED}"
+        ),  # fmt: skip
         "| noise std (fraction of range) | dev accuracy |",
         "| --- | --- |",
         *(f"| {level} | {acc:.4f} |" for level, acc in m.noise_levels),
