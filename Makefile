@@ -8,8 +8,27 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv demo test test-fast lint data defaults clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# One build of .venv at a time: a second make waits for the first (an advisory lock on .venv.lock, released
+# when its holder ends, however it ends), then finds .venv built.
+define LOCKED
+import fcntl, subprocess, sys
+if subprocess.call([*sys.argv[1:3], "-q", sys.argv[-1]]) == 0:  # built: nothing to wait for
+    sys.exit(0)
+lock = open(".venv.lock", "w")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("waiting: another make is building .venv", flush=True)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+sys.exit(subprocess.call(sys.argv[1:]))
+endef
+export LOCKED
+
+venv:
 	@test -n "$(PYTHON)" || { echo "qd needs Python 3.10 to 3.13 (3.11 best): none found; make PYTHON=/path/to/python3.11"; exit 1; }
+	@"$(PYTHON)" -c "$$LOCKED" $(MAKE) --no-print-directory $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@"$(PYTHON)" -c 'import sys; v = sys.version_info[:2]; (3, 10) <= v <= (3, 13) or sys.exit(f"qd needs Python 3.10 to 3.13 (3.11 best); $(PYTHON) is {v[0]}.{v[1]}: make PYTHON=/path/to/python3.11")'
 	"$(PYTHON)" -m venv $(VENV)
 	if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
@@ -19,8 +38,6 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		$(PY) -m pip install -q -e '.[experiment,test]'; \
 	fi
 	touch $@
-
-venv: $(VENV)/.installed
 
 data: venv
 	$(PY) -m qd data synth

@@ -4,6 +4,14 @@
 #   bash run.sh data/real_sample   # the 2,400 real drawings qd carries (built on first use)
 set -e
 DATA="${1:-datasets}"
+if ! python -c 'import numpy, torch' 2>/dev/null; then
+    echo "run.sh: \`python\` cannot import numpy and torch; run \`make venv && source .venv/bin/activate\` first" >&2
+    exit 2
+fi
+if [ "$DATA" = datasets ] && [ ! -e datasets/fruit_images.npy ]; then
+    echo "run.sh: datasets/ holds no course data (fruit_images.npy); \`bash run.sh data/real_sample\` runs on the 2,400 real drawings qd carries" >&2
+    exit 2
+fi
 
 # Training
 python main_densenet.py --mode "train" --dataDir "$DATA" --logDir "log_files" --modelSaveDir "model_files" --LR 0.0001 --bs 100 --epochs 2000

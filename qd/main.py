@@ -9,6 +9,7 @@ from qd.core import cli
 from qd.core.closed_pipe import quiet_on_closed_pipe
 from qd.core.errors import QDError, exit_on_user_error
 from qd.core.interrupt import exit_on_ctrl_c
+from qd.experiment.conf import check_frozen_defaults
 from qd.experiment.outcomes import INTERRUPTED_SWEEP
 
 INTERRUPTED_RUN = "interrupted: the run stopped; its folder keeps what it had written"
@@ -24,6 +25,8 @@ def main(model: str, argv: list[str] | None = None) -> None:
 def run(model: str, argv: list[str]) -> None:
     if cli.is_course_command(argv):
         with exit_on_ctrl_c(INTERRUPTED_COURSE):
+            with exit_on_user_error():
+                check_frozen_defaults()
             course_data(model, argv)
             cli.main(model, argv)
         return

@@ -140,6 +140,16 @@ def study_trials(workdir: Path, preset: str) -> list:
     return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
 
 
+def copy_of_the_repository(tmp_path: Path) -> Path:
+    """What the course command line, Hydra runs of the best model and promotion need of the repository (qd/,
+    conf/, main_bestmodel.py), copied to tmp_path/repo: a test may edit it."""
+    repo = tmp_path / "repo"
+    for name in ("qd", "conf"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "main_bestmodel.py", repo / "main_bestmodel.py")
+    return repo
+
+
 def tiny_config(model: str, data_dir: Path, steps: int = 20, **train) -> dict:
     """The frozen defaults of `model` on `data_dir`, with a short run."""
     import copy

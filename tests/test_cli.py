@@ -1,9 +1,11 @@
 """The course command lines as subprocesses: run.sh end to end, required flags, bad input."""
 
 import json
+import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,26 @@ def run_sh_commands(steps: int) -> list[list[str]]:
             args[0] = str(ROOT / args[0])
             commands.append([steps if a == "2000" else a for a in args])
     return [[str(a) for a in c] for c in commands]
+
+
+def test_run_sh_without_the_venv_or_the_course_data_says_what_to_run(tmp_path):
+    """Outside the venv (Python without torch) and without datasets/: one line each, with the command to run."""
+    bare, venv = tmp_path / "bare", tmp_path / "venv"
+    for folder, python in ((bare, Path(sys.base_prefix, "bin", "python3")), (venv, Path(sys.executable))):
+        folder.mkdir()
+        (folder / "python").write_text(f'#!/bin/sh\nexec "{python}" "$@"\n')
+        (folder / "python").chmod(0o755)
+    if subprocess.run([bare / "python", "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("this machine's Python outside the venv has torch")
+    for folder, expected in (
+        (bare, "run.sh: `python` cannot import numpy and torch; run `make venv && source .venv/bin/activate` first"),
+        (venv, "run.sh: datasets/ holds no course data (fruit_images.npy); `bash run.sh data/real_sample` runs on the "
+               "2,400 real drawings qd carries"),
+    ):  # fmt: skip
+        env = {**os.environ, "PATH": f"{folder}:/usr/bin:/bin"}
+        result = subprocess.run(["bash", str(ROOT / "run.sh")], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert (result.returncode, result.stderr, result.stdout) == (2, expected + "\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare", "venv"], "nothing written"
 
 
 def test_run_sh_runs_top_to_bottom(workdir):
@@ -175,6 +197,17 @@ def test_predictions_file_parent_is_created(workdir):
         ),
         ("trian.steps=5", "error: trian.steps=5: no such setting; did you mean train.steps?"),
         ("data.prepare=magic", "error: data.prepare: got 'magic'; expected none, synthetic or real_sample"),
+        (
+            "sweep=densenet_lr",
+            "error: sweep=densenet_lr: sweep is a config group that the config does not load; add "
+            "it with +sweep=densenet_lr",
+        ),
+        ("+train.stpes=50", "error: +train.stpes=50: train.stpes: no such setting; did you mean train.steps?"),
+        (
+            "+augmentation.shift.pixel=3",
+            "error: +augmentation.shift.pixel=3: augmentation.shift.pixel: no such "
+            "setting; did you mean augmentation.shift.pixels?",
+        ),
     ],
 )
 def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, override, message):
@@ -210,6 +243,9 @@ def test_ctrl_c_in_a_course_training_is_one_line_and_leaves_only_whole_files(wor
     rows = log.read_text().split("\n")
     assert rows[-1] == "" and len({row.count(",") for row in rows[:-1]}) == 1, "whole rows"
     assert all(STAMPED.match(p.name) for p in (workdir / "model_files").iterdir()), "no temporary file, no densenet.pt"
+    (record,) = (workdir / "model_files").glob("*.json")
+    assert {k: json.loads(record.read_text())[k] for k in ("state", "reason")} == {
+        "state": "interrupted", "reason": "interrupted (Ctrl-C)"}  # fmt: skip
 
 
 def test_without_the_course_files_the_error_names_the_command_on_the_real_drawings_and_it_runs(tmp_path):

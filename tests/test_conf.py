@@ -1,8 +1,15 @@
 """conf/ is the one source of truth: the frozen defaults match it, and every group composes."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import copy_of_the_repository
 from qd.core.defaults import DEFAULTS
 from qd.experiment.conf import CONF_DIR, DEFAULTS_FILE, compose_config, frozen_defaults_source
 
@@ -92,3 +99,47 @@ def test_every_presets_search_space_contains_its_models_defaults(preset, model):
     for key, branches in space.conditional.items():
         branch = next(b for b in branches if value(b.key) in b.values)
         assert contains(branch.distribution, value(key)), f"{preset}: {key} = {value(key)} is outside {branch}"
+
+
+def test_an_unknown_key_in_a_yaml_file_is_refused_naming_the_file_by_runs_and_by_make_defaults(course_dir, tmp_path):
+    repo = copy_of_the_repository(tmp_path)
+    (repo / "conf/train/default.yaml").write_text((CONF_DIR / "train/default.yaml").read_text() + "stpes: 50\n")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    expected = "error: conf/train/default.yaml: train.stpes: no such setting; did you mean train.steps?\n"
+    for argv in (["main_bestmodel.py", f"data.dir={course_dir}", "train.steps=5"], ["-m", "qd.experiment.conf"]):
+        refused = subprocess.run([sys.executable, *argv], cwd=repo, env=env, capture_output=True, text=True)
+        assert (refused.returncode, refused.stderr) == (2, expected)
+    assert (repo / "qd/core/defaults.py").read_bytes() == DEFAULTS_FILE.read_bytes()
+    assert not (repo / "outputs").exists()
+
+
+def test_the_course_command_line_in_the_repository_sees_a_conf_edit(course_dir, tmp_path):
+    """A copy of the repository whose best model is made 8 wide in conf/: the course command line refuses in one
+    line naming the file and `make defaults` (its command) until the defaults are made again, then trains 8 wide."""
+    repo = copy_of_the_repository(tmp_path)
+    edited = repo / "conf/model/bestmodel.yaml"
+    edited.write_text(edited.read_text().replace("width: 16 ", "width: 8  "))
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    train = [sys.executable, "main_bestmodel.py", "--mode", "train", "--LR", "0.01", "--bs", "50", "--epochs", "5",
+             "--dataDir", str(course_dir)]  # fmt: skip
+    refused = subprocess.run(train, cwd=repo, env=env, capture_output=True, text=True)
+    assert (refused.returncode, refused.stderr) == (2, (
+        "error: conf/model/bestmodel.yaml: changed since qd/core/defaults.py, which the course command line reads, "
+        "was made from conf/; run `make defaults`\n"))  # fmt: skip
+    assert not (repo / "model_files").exists()
+    made = subprocess.run([sys.executable, "-m", "qd.experiment.conf"], cwd=repo, env=env, capture_output=True)
+    assert made.returncode == 0, made.stderr
+    trained = subprocess.run(train, cwd=repo, env=env, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    (record,) = (repo / "model_files").glob("*_bestmodel.json")
+    assert json.loads(record.read_text())["config"]["model"]["width"] == 8
+
+
+def test_help_lists_the_models_own_presets_from_conf(tmp_path):
+    repo = copy_of_the_repository(tmp_path)
+    shutil.copyfile(CONF_DIR / "sweep/bestmodel.yaml", repo / "conf/sweep/bestmodel_wide.yaml")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    shown = subprocess.run([sys.executable, "main_bestmodel.py", "--help"], cwd=repo, env=env, capture_output=True,
+                           text=True)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "and sweeps: +sweep=bestmodel|bestmodel_wide [+launcher=parallel|slurm|submitit_local]." in shown.stdout

@@ -4,6 +4,7 @@ Under torch's FakeTensorMode, tensors on device "cuda" exist without one (shapes
 operation that mixes devices raises. On this CPU-only build fake CUDA tensors cannot run autograd nor grid
 sampling (augmentation): the meta device, which raises on mixing too, takes the training step with each
 augmentation preset, and fake CUDA the rest (the forward pass, weight averaging, evaluation, prediction).
+Which device `train.device` picks is a function of the devices there are, tested for each.
 """
 
 import pytest
@@ -13,7 +14,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from qd.core.accuracies import acc_and_loss_tensors, scores
 from qd.core.augment import is_active
+from qd.core.errors import QDError, pick_device
 from qd.core.models import build_model
+from qd.core.runtime import resolve_device
 from qd.core.train import WeightAverage, batch_loss, build_optimizer, build_scheduler, rounded_to_half
 from qd.experiment.conf import CONF_DIR, compose_config
 
@@ -98,3 +101,35 @@ def test_mixing_devices_is_caught_by_these_tests():
         torch.randn(4, device=CUDA) + torch.randn(4)
     with pytest.raises(RuntimeError, match="Tensor on device cpu is not on the expected device meta"):
         torch.randn(4, device="meta") + torch.randn(4)
+
+
+@pytest.mark.parametrize(
+    "name, cuda, mps, picked",
+    [("auto", 2, True, "cuda"), ("auto", 0, True, "mps"), ("auto", 0, False, "cpu"), ("cuda:1", 2, False, "cuda:1"),
+     ("cuda", 1, True, "cuda"), ("mps", 1, True, "mps"), ("cpu", 1, True, "cpu")],
+)  # fmt: skip
+def test_auto_takes_cuda_then_mps_then_the_cpu_and_a_named_device_is_kept(name, cuda, mps, picked):
+    assert pick_device(name, cuda, mps) == picked
+
+
+@pytest.mark.parametrize(
+    "name, cuda, mps, message",
+    [("cuda", 0, True, "train.device=cuda: no CUDA device is available; use auto or cpu"),
+     ("cuda:2", 2, False, "train.device=cuda:2: this machine has 2 CUDA devices, cuda:0 to cuda:1"),
+     ("cuda:1", 1, False, "train.device=cuda:1: this machine has 1 CUDA device, cuda:0 to cuda:0"),
+     ("mps", 2, False, "train.device=mps: no Apple-silicon GPU (MPS) is available; use auto or cpu"),
+     ("cuda:x", 2, False, "train.device: got 'cuda:x'; expected auto, cpu, cuda, cuda:N (a GPU's index) or mps"),
+     ("gpu", 2, True, "train.device: got 'gpu'; expected auto, cpu, cuda, cuda:N (a GPU's index) or mps")],
+)  # fmt: skip
+def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(name, cuda, mps, message):
+    with pytest.raises(QDError) as refused:
+        pick_device(name, cuda, mps)
+    assert str(refused.value) == message
+
+
+def test_this_machine_resolves_auto_to_what_it_has_and_refuses_mps_without_one():
+    has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    assert resolve_device("auto").type == ("cuda" if has_cuda else "mps" if has_mps else "cpu")
+    if not has_mps:
+        with pytest.raises(QDError, match=r"^train\.device=mps: no Apple-silicon GPU \(MPS\) is available"):
+            resolve_device("mps")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, start
 from qd.bench.helptime import help_commands, seconds
 from qd.deliver.bundle import MAIN, core_modules, flatten
+from qd.experiment.outcomes import INTERRUPTED_SWEEP
 
 HEAVY = ("torch", "pandas", "matplotlib", "optuna")
 
@@ -73,3 +76,22 @@ def test_code_zips_command_line_ends_quietly_in_a_closed_pipe(tmp_path):
     (tmp_path / "main_convnet.py").write_text(MAIN.format(model="convnet"))
     result = closed_pipe(["-E", "main_convnet.py", "--mode", "train", "--help"], tmp_path)
     assert (result.returncode, result.stderr) == (1, "")
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["terminal", "demo alone"])
+def test_ctrl_c_in_make_demo_is_one_line(tmp_path, whole_group):
+    """A terminal's Ctrl-C during the demo's first sweep (its whole process group): the sweep's one line, no
+    traceback from the demo around it; a SIGINT to the demo's process alone is passed on to the sweep."""
+    demo = start([sys.executable, "-m", "qd", "demo"], tmp_path, group=True)
+    for line in demo.stdout:
+        if line.startswith("[2/6] sweep densenet"):
+            break
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("outputs/demo/densenet/*/0")):  # the first trial started
+        assert time.time() < deadline and demo.poll() is None, demo.communicate()
+        time.sleep(0.1)
+    (os.killpg if whole_group else os.kill)(demo.pid, signal.SIGINT)
+    out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 130, out + err
+    said = [line for line in err.splitlines() if line.strip() and not line.startswith("preparing the real_sample")]
+    assert said == [INTERRUPTED_SWEEP], err

@@ -1,4 +1,4 @@
-"""qd.fetch against a local HTTP server (127.0.0.1 only) and a local folder of fixture files."""
+"""qd.datasets.fetch against a local HTTP server (127.0.0.1 only) and a local folder of fixture files."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """qd installs the Python way: a wheel whose metadata declares the course path's and the experiment's needs,
 and an editable install (without its dependencies: none is needed to start) whose commands work from anywhere."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,3 +60,22 @@ def test_an_editable_install_gives_the_commands_anywhere(source, tmp_path):
     for name, (argv, status, expected) in commands.items():
         result = subprocess.run(argv, cwd=elsewhere, capture_output=True, text=True)
         assert result.returncode == status and expected in result.stdout + result.stderr, (name, result.stderr)
+
+
+def test_two_makes_at_once_in_a_fresh_clone_build_the_venv_once(source, tmp_path):
+    """`make venv` twice at once (two `make demo` in a fresh clone): one builds .venv, the other waits for it and
+    finds it built. The lock's file is what the Makefile takes; the install here is of an empty requirements file."""
+    shutil.copyfile(source / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / "pyproject.toml").write_text("")
+    make = ["make", "--no-print-directory", "venv", f"PYTHON={sys.executable}"]
+    runs = [subprocess.Popen(make, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]  # fmt: skip
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    said = "".join(outputs).splitlines()
+    assert len([line for line in said if line.endswith(" -m venv .venv")]) == 1, said
+    assert said.count("waiting: another make is building .venv") == 1, said
+    assert (tmp_path / ".venv/.installed").is_file()
+    again = subprocess.run(make, cwd=tmp_path, capture_output=True, text=True)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", ""), "built: a later make says nothing"

@@ -199,7 +199,7 @@ def test_a_moved_project_lists_each_trial_once_and_promotes_from_its_moved_data(
     project.rename(moved)
     listed = run_cli(["-m", "qd", "results", "outputs/sweeps", "sqlite:///outputs/sweeps/densenet_lr.db"], moved)
     assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
-    assert listed.stdout.startswith("trained on data: 2 jobs\n"), listed.stdout
+    assert listed.stdout.startswith("trained on data: 2 jobs, model densenet, study densenet_lr-"), listed.stdout
     promoted = run_cli(["-m", "qd", "promote", "--models", "densenet", "--any-settings", "--data-dir", "data"], moved)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "densenet: 2 candidates, 2 eligible, 0 skipped" in promoted.stdout
@@ -215,8 +215,31 @@ def test_a_trial_named_by_its_folder_and_by_its_study_counts_once(swept, swept_d
     storage = f"sqlite:///{swept}/outputs/sweeps/best.db"
     promote([str(swept / "outputs"), storage], tmp_path / "submission", swept_data, any_settings=True)
     readme = (tmp_path / "submission" / "README.md").read_text()
-    assert "\n2 trials: 2 complete, 0 did not train, 0 pruned early, 0 failed.\n" in readme, "the study holds 2"
-    assert len(re.findall(r"^\| best \| \d \| complete \|", readme, re.M)) == 2
+    tried = "\n2 trials on the winner's data for its 20 steps: 2 complete, 0 did not train, 0 pruned early, 0 failed.\n"
+    assert tried in readme, "the study holds 2"
+    assert len(re.findall(r"^\| study best trial \d \| complete \|", readme, re.M)) == 2
+
+
+def test_a_course_run_winner_is_named_by_its_files_and_short_trials_are_no_evidence_beside_it(
+    swept, swept_data, tmp_path
+):
+    """The best model trained by the course command line (200 steps) beside the 20-step trials of a sweep (a
+    demo's scale): its README names the run, and its tables and measured effects leave the short trials out."""
+    course = [str(ROOT / "main_bestmodel.py"), "--mode", "train", "--dataDir", str(swept_data), "--LR", "0.01",
+              "--bs", "100", "--epochs", "200"]  # fmt: skip
+    trained = run_cli(course, tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (run,) = (tmp_path / "model_files").glob("*_bestmodel.pt")
+    winners = promote([str(swept / "outputs"), str(tmp_path / "model_files")], tmp_path / "submission", swept_data,
+                      models=("bestmodel",), any_settings=True)  # fmt: skip
+    assert winners["bestmodel"]["run"] == run.stem, "200 steps beat 20"
+    readme = (tmp_path / "submission" / "README.md").read_text()
+    assert re.search(rf"^Dev accuracy \*\*0\.\d{{4}}\*\* \(run {run.stem}\), ", readme, re.M), readme
+    assert "\n1 trial on the winner's data for its 200 steps: 1 complete, 0 did not train, 0 pruned early, 0 failed " \
+           "(left out: 2 trained for another number of steps than their model's winner (short runs: make demo's, " \
+           "QD_QUICK's)).\n" in readme  # fmt: skip
+    assert re.findall(r"^\| (.*?) \| complete \|", readme, re.M) == [f"run {run.stem}"]
+    assert "None" not in readme and "\n### " not in readme, "no effect measured from the short trials"
 
 
 def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs_are_candidates(

@@ -268,8 +268,8 @@ def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_n
     (tmp_path / "empty").mkdir()
     refused = run_cli(["-m", "qd", "report", "empty"], tmp_path)
     assert (refused.returncode, refused.stderr) == (2, (
-        f"error: empty: no sweep trial or course run on {swept_data}, the submission's data; expected the folders or "
-        "storages the submission was promoted from\n"))  # fmt: skip
+        f"error: empty: no sweep trial or course run on {swept_data}, the submission's data at its winners' number "
+        "of steps; expected the folders or storages the submission was promoted from\n"))  # fmt: skip
     assert not (tmp_path / "report").exists()
 
     no_tools = tmp_path / "bin"

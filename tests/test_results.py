@@ -1,6 +1,7 @@
 """qd results on sources that hold no trials, and on records that cannot be read."""
 
 import json
+import re
 
 import pytest
 
@@ -78,34 +79,65 @@ def test_each_data_set_has_its_own_table_and_best_with_only_the_columns_its_jobs
             best_step=30, overrides=["data=synthetic", "train.steps=30"])  # fmt: skip
     main(["outputs"])
     assert capsys.readouterr().out.splitlines() == [
-        "trained on data/real: 2 jobs",
-        "model     study  trial  state     best_dev_acc  best_step  params                 reason",
-        "densenet  lr     0      COMPLETE  0.8300        20         optimizer.lr=0.001234  -",
-        "densenet  lr     1      FAILED    -             -          optimizer.lr=0.5       training diverged at step 2",
+        "trained on data/real: 2 jobs, model densenet, study lr",
+        "trial  state     best_dev_acc  params",
+        "0      COMPLETE  0.8300        lr=0.001234",
+        "1      FAILED    -             lr=0.5",
+        "    training diverged at step 2",
         "best: densenet study lr trial 0, dev accuracy 0.8300",
         f"      {sweep / '0'}",
         "",
-        "trained on data/synthetic: 1 job",
-        "model     run                    state     best_dev_acc  best_step  params",
-        "densenet  2026-01-01_12-00-00_1  COMPLETE  0.8800        30         data=synthetic train.steps=30",
+        "trained on data/synthetic: 1 job, model densenet",
+        "run                    state     best_dev_acc  params",
+        "2026-01-01_12-00-00_1  COMPLETE  0.8800        data=synthetic train.steps=30",
         "best: densenet run 2026-01-01_12-00-00_1, dev accuracy 0.8800",
         f"      {runs / '2026-01-01_12-00-00_1'}",
     ]
+    main(["outputs", "--wide"])
+    assert capsys.readouterr().out.splitlines()[1:4] == [
+        "model     study  trial  state     best_dev_acc  best_step  params                 reason",
+        "densenet  lr     0      COMPLETE  0.8300        20         optimizer.lr=0.001234  -",
+        "densenet  lr     1      FAILED    -             -          optimizer.lr=0.5       training diverged at step 2",
+    ]
 
 
-def test_the_csv_is_written_whole_or_not_at_all_in_one_line(tmp_path, capsys):
-    job(tmp_path / "sweep/0", "metrics.json", "densenet", 0.8)
-    older = tmp_path / "trials.csv"
-    older.write_text("an older table\n")
-    main([str(tmp_path / "sweep"), "--csv", str(older)])
-    assert older.read_text().startswith("model,study,trial,") and not list(tmp_path.glob(".trials.csv*"))
-    main([str(tmp_path / "sweep"), "--csv", str(tmp_path / "new/t.csv")])  # its folder made, as for predictions
-    assert (tmp_path / "new/t.csv").read_text() == older.read_text()
-    for csv, named, why, kept in ((older / "t.csv", older, "not a directory", "nothing written"),  # what is in the way
-                                  (tmp_path / "sweep", tmp_path / "sweep", "is a directory",
-                                   f"{tmp_path / 'sweep'} is as it was")):  # fmt: skip
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(tmp_path / "sweep"), "--csv", str(csv)])
-        assert exit_info.value.code == 2
-        assert capsys.readouterr().err == f"error: {named}: {why}; {kept}\n"
+def test_a_best_model_sweep_reads_in_100_columns_in_trial_order_and_wide_whole(tmp_path, capsys):
+    """Twelve trials with the best model's eight searched settings, two tied at each accuracy, one interrupted:
+    every line fits 100 columns, the params wrap in their column, ties list trials by number (2 before 10)."""
+    params = {
+        "optimizer": "adamw",
+        "train.batch_size": 100,
+        "model.width": 24,
+        "model.depth": 2,
+        "model.dropout": 0.123456,
+        "augmentation": "bestmodel",
+        "train.ema": 0.995,
+        "optimizer.lr": 0.00123,
+    }
+    for trial in range(12):
+        state = "interrupted" if trial == 11 else "complete"
+        metrics(tmp_path / f"sweep/{trial}", data_dir=str(tmp_path), study="bestmodel-0123abcd", trial=trial,
+                state=state, best_dev_acc=0.9 - 0.01 * (trial % 5) if state == "complete" else None, params=params,
+                wall_time_s=123.4, **({"reason": "interrupted (Ctrl-C)"} if state != "complete" else {}))  # fmt: skip
+    main([str(tmp_path / "sweep")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"trained on {tmp_path}: 12 jobs, model densenet, study bestmodel-0123abcd",
+                         "trial  state        best_dev_acc  wall_time_s  params"]  # fmt: skip
+    assert max(map(len, lines[1:-1])) <= 100, lines  # the first and last name folders
+    assert [line.split()[0] for line in lines if re.match(r"\d+ ", line)] == [
+        "0", "5", "10", "1", "6", "2", "7", "3", "8", "4", "9", "11"]  # fmt: skip
+    column = lines[1].index("params")
+    assert lines[2:5] == [
+        "0      COMPLETE     0.9000        123.4        optimizer=adamw batch_size=100 width=24 depth=2",
+        f"{'':{column}}dropout=0.1235 augmentation=bestmodel ema=0.995",
+        f"{'':{column}}lr=0.00123",
+    ]
+    assert lines[-6:-2] == [
+        "11     INTERRUPTED  -             123.4        optimizer=adamw batch_size=100 width=24 depth=2",
+        f"{'':{column}}dropout=0.1235 augmentation=bestmodel ema=0.995",
+        f"{'':{column}}lr=0.00123",
+        "    interrupted (Ctrl-C)",
+    ]
+    main([str(tmp_path / "sweep"), "--wide"])
+    wide = capsys.readouterr().out.splitlines()
+    assert len(wide) == len(lines) - 3 * 12 + 12 - 1 and "model.dropout=0.1235" in wide[2], "a row a line"

@@ -119,7 +119,7 @@ def test_the_floor_is_measured_in_a_fresh_process_and_bounds_the_ratio(course_di
 def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():
     result = run_cli(["-m", "qd.bench", "cuda"], ROOT)
     assert result.returncode == 0, result.stderr
-    expected = f"no CUDA device here (torch {torch.__version__}, a CPU-only build): nothing to compare\n"
+    expected = f"no CUDA or MPS device here (torch {torch.__version__}, a CPU-only build): nothing to compare\n"
     assert result.stdout == expected
 
 

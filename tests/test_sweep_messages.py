@@ -58,7 +58,7 @@ REFUSALS = [
     (["+sweep=densenet_lr", "hydra.sweeper.n_trials=two"],
      "error: hydra.sweeper.n_trials=two: Value 'two' of type 'str' could not be converted to Integer"),
     (["train.stpes=50"], "error: train.stpes=50: no such setting; did you mean train.steps?"),
-    (["train.device=tpu"], "error: train.device: got 'tpu'; expected auto, cpu or cuda"),
+    (["train.device=tpu"], "error: train.device: got 'tpu'; expected auto, cpu, cuda, cuda:N (a GPU's index) or mps"),
     (["+sweep=densenet_lr", "hydra.sweeper.n_trails=3"],
      "error: hydra.sweeper.n_trails=3: no such setting; did you mean hydra.sweeper.n_trials?"),
     (["model=bestmodel"], "error: model=bestmodel: main_densenet.py trains the densenet model; for bestmodel run "

@@ -13,7 +13,7 @@ BENCHMARKS = {
     "sweep": ("qd.bench.sweep", "a 16-trial sweep on 2 workers: its wall time against its trials' training"),
     "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
     "search": ("qd.bench.search", "a preset's sweep from 5 seeds against a reference: trials wasted, best found"),
-    "cuda": ("qd.bench.cuda", "each model trained from one seed on CUDA and on the CPU: do they agree?"),
+    "cuda": ("qd.bench.cuda", "each model from one seed on the GPU (CUDA or MPS) and on the CPU: do they agree?"),
     "helptime": ("qd.bench.helptime", "how long each command takes to answer --help"),
 }
 

@@ -1,11 +1,11 @@
-"""Does qd train the same on a GPU? Each model from one seed on CUDA and on the CPU, on the real drawings.
+"""Does qd train the same on a GPU? Each model from one seed on the GPU (CUDA, else Apple's MPS) and on the CPU.
 
     python -m qd.bench cuda              # 200 steps a model; fails when the dev accuracies differ by > 2 points
 
 Trains densenet, convnet and bestmodel with their defaults on four fifths of the 2,400 real drawings
 (a stratified split, seed 0) and scores the held-out fifth, once on each device, and prints both dev
 accuracies and training times, with the load other processes put on the machine (qd.bench.load; a run under
-load is run again once). Without a CUDA device it says so and compares nothing.
+load is run again once). Without a GPU it says so and compares nothing.
 """
 
 from __future__ import annotations
@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # after the arguments, so that --help answers at once
 
-    if not torch.cuda.is_available():
+    from qd.core.runtime import resolve_device
+
+    device = resolve_device("auto").type
+    if device == "cpu":
         built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        print(f"no CUDA device here (torch {torch.__version__}, {built}): nothing to compare")
+        print(f"no CUDA or MPS device here (torch {torch.__version__}, {built}): nothing to compare")
         return
-    if disagree := compare(args.steps):
-        raise SystemExit(f"\nCUDA and CPU disagree by more than {100 * TOLERANCE:.0f} points for {', '.join(disagree)}")
-    print(f"\nCUDA and CPU agree within {100 * TOLERANCE:.0f} points for every model")
+    shown = {"cuda": "CUDA", "mps": "MPS"}[device]
+    if disagree := compare(args.steps, device):
+        raise SystemExit(f"\n{shown} and CPU disagree by more than {100 * TOLERANCE:.0f} points for "
+                         f"{', '.join(disagree)}")  # fmt: skip
+    print(f"\n{shown} and CPU agree within {100 * TOLERANCE:.0f} points for every model")

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qd.core.course import submitted_as
 from qd.core.data import CLASS_NAMES
 from qd.core.errors import DISK_ERRNOS, QDError
 from qd.core.fsutil import atomic_write_bytes
@@ -30,7 +31,7 @@ FORMAT = "qd-checkpoint"
 VERSION = 2
 UNVERIFIED_VERSION = 1  # written before checkpoints carried a checksum
 PREPROCESSING = "per-image standardisation: (x - mean) / std over the 784 pixels; std 0 -> 1"
-LIMITS = {"bestmodel": 1_000_000}  # the course's largest checkpoint file per model, in bytes
+LIMITS = {"bestmodel": 1_000_000}  # the course's largest checkpoint file per submitted model (submitted_as), bytes
 
 
 def serialized(model: nn.Module, model_cfg: dict, meta: dict, half: bool = False) -> bytes:
@@ -139,10 +140,11 @@ def _damaged(path: Path, why: str) -> QDError:
 def load_model(
     path: str | os.PathLike, expect: str | None = None, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint describes, in eval mode on `device`; `expect` names the required model type."""
+    """Rebuild the model a checkpoint describes, in eval mode on `device`; `expect` names the course's model it must
+    be submitted as (bestmodel: any model but the course's other two)."""
     ckpt = read_checkpoint(path)
     name = ckpt["model"].get("name") if isinstance(ckpt["model"], dict) else None
-    if expect is not None and name != expect:
+    if expect is not None and (name is None or submitted_as(name) != expect):
         raise QDError(f"{path}: holds a {name} model; expected a {expect} checkpoint")
     try:
         model = build_model(ckpt["model"])

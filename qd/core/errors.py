@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 from collections.abc import Iterator
 
@@ -36,12 +37,31 @@ class DidNotTrain(QDError):
         return str(self.args[0])
 
 
-def check_device(name: str, cuda: bool) -> None:
-    """`train.device`, given whether a CUDA device may be used: QDError naming the setting."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise QDError(f"train.device: got {name!r}; expected auto, cpu or cuda")
-    if name == "cuda" and not cuda:
-        raise QDError("train.device=cuda: no CUDA device is available; use auto or cpu")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")  # train.device
+
+
+def check_device(name: str, cuda: int | None = None, mps: bool | None = None) -> None:
+    """`train.device`: auto, cpu, cuda, cuda:N or mps (QDError naming the setting); where known, given the number
+    of CUDA devices and whether Apple's GPU (MPS) is available, one that this machine has."""
+    match = DEVICE.fullmatch(name)
+    if not match:
+        raise QDError(f"train.device: got {name!r}; expected auto, cpu, cuda, cuda:N (a GPU's index) or mps")
+    if name.startswith("cuda") and cuda == 0:
+        raise QDError(f"train.device={name}: no CUDA device is available; use auto or cpu")
+    if name.startswith("cuda") and cuda is not None and int(match[1] or 0) >= cuda:
+        raise QDError(f"train.device={name}: this machine has {cuda} CUDA device{'s' * (cuda != 1)}, cuda:0 to "
+                      f"cuda:{cuda - 1}")  # fmt: skip
+    if name == "mps" and mps is False:
+        raise QDError("train.device=mps: no Apple-silicon GPU (MPS) is available; use auto or cpu")
+
+
+def pick_device(name: str, cuda: int, mps: bool) -> str:
+    """The device `train.device` names, given the number of CUDA devices and whether MPS is available: auto takes
+    CUDA, then MPS, then the CPU (QDError for a device this machine does not have)."""
+    check_device(name, cuda, mps)
+    if name == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    return name
 
 
 @contextlib.contextmanager

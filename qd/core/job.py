@@ -19,7 +19,7 @@ from qd.core.fsutil import atomic_write_text, trim_to_whole_lines
 # QD_QUICK=1: every training takes at most QUICK_STEPS steps, evaluated every QUICK_EVAL_EVERY (and a sweep few
 # trials, qd.experiment.app): a command at a toy's scale, tried in seconds (README.md's commands are tested so).
 QUICK_STEPS, QUICK_EVAL_EVERY = 20, 10
-RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.results tells them from other JSON files
+RECORD_FORMAT = "qd-job"  # the records' "format" field: how qd.experiment.results tells them from other JSON files
 # The job's own files, written relative to the record's folder: a moved outputs/ keeps its records true. The data
 # folder, which may lie outside, is written both ways: absolute (`data_dir`, true while the data stays), and relative
 # to the record (DATA_DIR_FROM_RECORD, true when the project moved with its data).
@@ -64,6 +64,9 @@ def run_job(
         raise
     except DidNotTrain as e:  # its settings do not train: said apart from a job that failed for other reasons
         fields.update(state="diverged", reason=one_line(e))
+        raise
+    except KeyboardInterrupt:
+        fields.update(state="interrupted", reason="interrupted (Ctrl-C)")
         raise
     except BaseException as e:
         fields.update(state="failed", reason=one_line(e))

@@ -94,6 +94,8 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
+# The models qd builds, by the name their config gives (conf/model/<name>.yaml); which course model each is
+# submitted as: qd.core.course.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet": TwoLayerDenseNet,
     "convnet": TooSimpleConvNN,

@@ -10,15 +10,14 @@ import torch
 
 from qd.core.cores import auto_threads
 from qd.core.cpu import cap_onednn
-from qd.core.errors import check_device
+from qd.core.errors import pick_device
 
 
 def resolve_device(name: str) -> torch.device:
-    """`train.device`: auto (CUDA when present), cpu or cuda."""
-    check_device(name, cuda=name != "cuda" or torch.cuda.is_available())
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """`train.device` on this machine: auto (CUDA, then Apple's MPS, then the CPU), cpu, cuda, cuda:N or mps."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device(pick_device(name, cuda, bool(mps and mps.is_available())))
 
 
 def configure_cpu(threads: int = 0, workers: int = 1) -> int:

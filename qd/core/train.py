@@ -24,6 +24,7 @@ from torch import nn
 from qd.core.accuracies import approx_train_acc_and_loss, dev_acc_and_loss
 from qd.core.augment import augment, is_active
 from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
+from qd.core.course import submitted_as
 from qd.core.cpu import MEMORY_FORMATS, memory_format
 from qd.core.data import N_CLASSES, Split, load_split, require_files
 from qd.core.errors import DidNotTrain, QDError, flag
@@ -185,7 +186,8 @@ class Fit:
 def new_model(cfg: dict) -> nn.Module:
     """The model `cfg` describes, refused before training when its checkpoint would pass the course's limit."""
     model = build_model(cfg["model"])
-    name, limit = cfg["model"]["name"], LIMITS.get(cfg["model"]["name"])
+    name = submitted_as(cfg["model"]["name"])
+    limit = LIMITS.get(name)
     if limit and (size := checkpoint_bytes(model, cfg["model"], cfg["train"]["half_storage"])) > limit:
         raise QDError(f"model {cfg['model']}: its checkpoint would be {size:,} bytes; {name} allows at most {limit:,}")
     return model

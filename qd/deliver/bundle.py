@@ -13,10 +13,11 @@ import zipfile
 from pathlib import Path
 
 from qd import ROOT
+from qd.core.course import SUBMITTED
 from qd.core.fsutil import atomic_path
 
 CORE = ROOT / "qd" / "core"
-MODELS = ("densenet", "convnet", "bestmodel")
+MODELS = SUBMITTED
 PREDICTIONS = {"densenet": "densenet_predictions.csv", "convnet": "convnet_predictions.csv",
                "bestmodel": "best_model_predictions.csv"}  # fmt: skip
 DELIVERABLES = tuple(f"{m}.pt" for m in MODELS) + tuple(PREDICTIONS.values()) + ("README.md",)

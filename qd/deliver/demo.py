@@ -10,6 +10,7 @@ A rerun finds the studies complete and only promotes again.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from qd.deliver.promote import describe, promote
 from qd.deliver.report import main as report
 
 DEMO_DIR = Path("outputs/demo")
+INTERRUPTED_DEMO = "interrupted: the sweeps' finished trials are kept; `make demo` again goes on from them"
 DATA = {"dir": "data/real_sample", "prepare": "real_sample"}  # conf/data/real_sample.yaml
 # model, preset, trials, steps, fixed settings (the demo's best model is evaluated once, at its last
 # step, is 8 channels wide: a quarter of the default's computation, in the sweep and in the eleven
@@ -45,11 +47,30 @@ def run_sweep(model: str, preset: str, trials: int, steps: int, fixed: tuple[str
         f"hydra.sweeper.study_name=demo_{model}", f"hydra.sweeper.storage=sqlite:///{DEMO_DIR}/{model}.db",
         f"hydra.sweep.dir={DEMO_DIR}/{model}/" + "${qd_run_id:}", *fixed,
     ]  # fmt: skip
-    subprocess.run(command, check=True)
+    sweep = subprocess.Popen(command)
+    try:
+        code = sweep.wait()
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reached the sweep too: it says so in its own line
+        try:
+            sweep.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # the signal came to this process alone: passed on
+            sweep.send_signal(signal.SIGINT)
+            sweep.wait()
+        raise SystemExit(130) from None
+    if code:
+        raise SystemExit(code)  # the sweep said why
 
 
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(prog="python -m qd demo", description=__doc__.split("\n\n")[0]).parse_args(argv)
+    try:
+        demo()
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED_DEMO}", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def demo() -> None:
     start = time.monotonic()
     stage(1, f"data: course-shaped splits of the real drawings qd carries, in {DATA['dir']}")
     ensure_data(DATA)

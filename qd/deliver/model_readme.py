@@ -12,6 +12,7 @@ from torch import nn
 from qd.core.checkpoint import load_model
 from qd.core.data import IMAGE_SIDE
 from qd.core.fsutil import atomic_write_text
+from qd.experiment.results import evidence, label, steps, submitted
 
 
 def _fmt(value) -> str:
@@ -113,9 +114,8 @@ def recipe(cfg: dict) -> list[str]:
 def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
     model, ckpt = load_model(winner["checkpoint"])
     cfg = ckpt["meta"]["config"]
-    trials = sorted(
-        (r for r in records if r.get("model") == "bestmodel"), key=lambda r: (str(r.get("study")), r.get("trial") or 0)
-    )
+    comparable, left_out = evidence([r for r in records if submitted(r) == "bestmodel"], {"bestmodel": winner})
+    trials = sorted(comparable, key=lambda r: (str(r.get("study")), r.get("trial") or 0, label(r)))
     complete = [r for r in trials if r.get("state") == "complete" and isinstance(r.get("params"), dict)]
     states = {s: sum(r.get("state") == s for r in trials)
               for s in ("complete", "diverged", "pruned", "failed", "unreadable")}  # fmt: skip
@@ -123,7 +123,7 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
     lines = [
         "# Best model",
         "",
-        f"Dev accuracy **{winner['best_dev_acc']:.4f}** (study {winner.get('study')}, trial {winner.get('trial')}), "
+        f"Dev accuracy **{winner['best_dev_acc']:.4f}** ({label(winner)}), "
         f"{winner['param_count']:,} parameters, checkpoint {winner['checkpoint_bytes']:,} bytes.",
         "",
         "## Architecture",
@@ -136,16 +136,17 @@ def write_model_readme(path: Path, winner: dict, records: list[dict]) -> None:
         "",
         "## What was tried",
         "",
-        f"{len(trials)} trials: {states['complete']} complete, {states['diverged']} did not train, "
-        f"{states['pruned']} pruned early, {states['failed']} failed{unreadable}.",
+        f"{len(trials)} trial{'s' * (len(trials) != 1)} on the winner's data for its {steps(winner)} steps: "
+        f"{states['complete']} complete, {states['diverged']} did not train, {states['pruned']} pruned early, "
+        f"{states['failed']} failed{unreadable}" + (f" ({left_out})." if left_out else "."),
         "",
-        "| study | trial | state | dev acc | parameters |",
-        "| --- | --- | --- | --- | --- |",
+        "| trial | state | dev acc | parameters |",
+        "| --- | --- | --- | --- |",
     ]
     for r in trials:
         acc = f"{r['best_dev_acc']:.4f}" if isinstance(r.get("best_dev_acc"), float) else ""
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in (r.get("params") or {}).items())
-        lines.append(f"| {r.get('study')} | {r.get('trial')} | {r.get('state')} | {acc} | {params} |")
+        lines.append(f"| {label(r)} | {r.get('state')} | {acc} | {params} |")
     lines += ["", "## What worked and what did not", "",
               "Measured on the complete trials, grouped by one setting at a time while the others varied too: "
               "a hint, not a controlled comparison.", "", *effects(complete)]  # fmt: skip

@@ -40,8 +40,9 @@ from qd.core.job import quick_train
 from qd.deliver.bundle import DELIVERABLES, MODELS, PREDICTIONS, WINNERS, write_code_zip
 from qd.deliver.jhid import NAME_FILE, PLACEHOLDER, add_name_flag, rename_hint, submission_name
 from qd.deliver.swap import replaced, unchanged
+from qd.experiment.conf import CONF_DIR
 from qd.experiment.identity import NOT_SETTINGS, differences, flatten, without
-from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival, show, study_databases
+from qd.experiment.results import UNREADABLE, collect, label, may_beat, rank, rival, show, study_databases, submitted
 
 # torch is imported inside the functions that use it (qd.core.checkpoint, predict, runtime, ...), after the
 # arguments are parsed: --help answers at once.
@@ -80,7 +81,7 @@ def checkpoint_problem(record: dict) -> tuple[str, str] | None:
     if not checkpoint.is_file():
         return "with the checkpoint missing", str(checkpoint)
     try:
-        _, ckpt = load_model(checkpoint, expect=record["model"])
+        _, ckpt = load_model(checkpoint, expect=submitted(record))
     except QDError as e:
         return "with a checkpoint that does not load", str(e)
     if not abs(ckpt["meta"]["dev_acc"] - record["best_dev_acc"]) <= TOLERANCE:  # NaN is never close
@@ -108,7 +109,7 @@ def pick_winners(
     not loaded."""
     winners, skipped = {}, {m: [] for m in models}
     for record in rank(records):
-        model = record.get("model")
+        model = submitted(record)
         if model not in models:
             continue
         why = rule_breach(record, data_dir, any_settings)
@@ -117,7 +118,7 @@ def pick_winners(
             skipped[model].append((*problem, record))
         elif model not in winners:
             winners[model] = record
-    lines = [summary(m, [r for r in records if r.get("model") == m], skipped[m], data_dir) for m in models]
+    lines = [summary(m, [r for r in records if submitted(r) == m], skipped[m], data_dir) for m in models]
     return {m: winners[m] for m in MODELS if m in winners}, [line for line in lines if line]
 
 
@@ -151,8 +152,10 @@ def data_hint(candidates: list[dict], data_dir: Path, whose: str) -> str | None:
 
 
 def describe(record: dict) -> str:
+    """`<model>: <job>, dev accuracy A, params [...], <folder>`; a model submitted as another, `bestmodel (mlp)`."""
+    model, as_ = record["model"], submitted(record)
     return (
-        f"{record['model']}: {label(record)}, dev accuracy {record['best_dev_acc']:.4f}, "
+        f"{model if as_ == model else f'{as_} ({model})'}: {label(record)}, dev accuracy {record['best_dev_acc']:.4f}, "
         f"params {record.get('params') or record.get('overrides')}, {record['job_dir']}"
     )
 
@@ -164,7 +167,7 @@ def stage_model(record: dict, stage: Path, data_dir: Path) -> None:
     from qd.core.predict import predict, write_predictions
     from qd.core.runtime import resolve_device
 
-    model_name = record["model"]
+    model_name = submitted(record)
     target = stage / f"{model_name}.pt"
     shutil.copyfile(record["checkpoint"], target)
     size, limit = target.stat().st_size, LIMITS.get(model_name)
@@ -219,7 +222,7 @@ def promote(
         raise QDError(f"{'; '.join(unsure)}; no winner chosen (--skip-unreadable chooses among the others)")
     missing = [m for m in models if m not in winners]
     if missing and (require_all or not winners):
-        hint = data_hint([r for r in records if r.get("model") in missing], data_dir, "candidate")
+        hint = data_hint([r for r in records if submitted(r) in missing], data_dir, "candidate")
         raise QDError(f"no complete, verifiable candidate on {data_dir} for {', '.join(missing)}"
                       + (f": {hint}" if hint else "; sweep or train those models first (the lines above say why "
                          "their candidates were skipped)"))  # fmt: skip
@@ -275,7 +278,9 @@ def candidate_sources(given: Sequence[str], runs: Sequence[str] = ()) -> list[st
 def model_list(text: str) -> tuple[str, ...]:
     models = tuple(m.strip() for m in text.split(",") if m.strip())
     if not models or set(models) - set(MODELS):
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a comma-separated list of {', '.join(MODELS)}")
+        others = [m for m in set(models) - set(MODELS) if (CONF_DIR / "model" / f"{m}.yaml").is_file()]
+        hint = f" ({', '.join(sorted(others))}: promoted as bestmodel)" if others else ""
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected a comma-separated list of {', '.join(MODELS)}{hint}")
     return models
 
 

@@ -28,11 +28,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from qd.core.course import submitted_as
 from qd.core.errors import QDError, check_device, config_terms, disk_errors
 from qd.core.interrupt import held
 from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
 from qd.experiment import compat, slurm, workers
-from qd.experiment.conf import CONF_DIR
+from qd.experiment.conf import CONF_DIR, check_known_settings
 from qd.experiment.identity import flatten, job_config
 from qd.experiment.settings import is_qd_sweep, read_settings
 
@@ -44,6 +45,11 @@ from qd.experiment.settings import is_qd_sweep, read_settings
 # job, also in worker processes (Hydra copies the cache into each job's config), never through the environment.
 OmegaConf.register_new_resolver(
     "qd_run_id", lambda: f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}", use_cache=True, replace=True
+)
+
+# `${qd_presets:densenet}`: a model's search presets, as --help lists them (densenet_lr), read from conf/sweep/.
+OmegaConf.register_new_resolver(
+    "qd_presets", lambda model: "|".join(p for p in presets() if preset_model(p) == model), replace=True
 )
 
 INFO_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc")
@@ -83,11 +89,12 @@ def run_hydra(model: str, argv: list[str]) -> None:
 def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> None:
     """Refuse what the config alone shows cannot run, before any heavy import (QDError): a model of another command,
     a value of the wrong type, a sweep's settings, missing course data (naming `argv` on the real drawings instead)."""
-    if job["model"]["name"] != model:
-        raise QDError(f"model={job['model']['name']}: main_{model}.py trains the {model} model; for "
-                      f"{job['model']['name']} run main_{job['model']['name']}.py")  # fmt: skip
+    if submitted_as(name := job["model"]["name"]) != model:
+        raise QDError(f"model={name}: main_{model}.py trains the {model} model; for {name} run main_"
+                      f"{submitted_as(name)}.py")  # fmt: skip
     check_types(model, job, [a for a in argv if a not in MULTIRUN_FLAGS])
-    check_device(job["train"]["device"], cuda=torch_built_for_gpu())
+    check_known_settings(job, argv)
+    check_device(job["train"]["device"], cuda=None if torch_built_for_gpu() else 0)
     check_data_option(job)
     if cfg.hydra.mode == RunMode.MULTIRUN and is_qd_sweep(cfg.hydra):
         check_sweep(model, cfg)
@@ -265,6 +272,8 @@ def composition_error(app: object, model: str, overrides: list[str], error: Hydr
     if unknown := re.match(r"Could not override '(.+)'\.", lines[0]):
         key = unknown[1]
         override = next(o for o in overrides if o.lstrip("+~").partition("=")[0] == key)
+        if (CONF_DIR / key).is_dir() and not override.startswith("+"):
+            return f"{override}: {key} is a config group that the config does not load; add it with +{override}"
         others = [o for o in overrides if o != override]
         try:
             known = flatten(OmegaConf.to_container(compat.compose(app, model, others)))

@@ -15,8 +15,10 @@ import json
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 
+from qd.core.course import submitted_as
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError, disk_errors, exit_on_user_error
 from qd.core.fsutil import atomic_write_text
@@ -27,6 +29,9 @@ COLUMNS = ["model", "study", "trial", "run", "state", "best_dev_acc", "best_step
 SHOWN = {"best_dev_acc": "{:.4f}", "final_dev_acc": "{:.4f}", "wall_time_s": "{:.1f}"}  # a column's format in print
 COURSE_RECORD = re.compile(r"\d{12}_([a-z]+)(_\d+)?\.json")  # model_files/<YYYYmmddHHMM>_<model>[_n].json
 UNREADABLE = "unreadable"  # the state of a record that cannot be read: what it says is unknown
+WIDTH, LAST_COLUMN = 100, 24  # qd results' lines fit a 100-column terminal (--wide: every column, whole)
+BRIEF = ["model", "study", "trial", "run", "state", "best_dev_acc", "wall_time_s", "params"]
+SHARED = ("model", "study")  # said once above a table when all its rows share them
 
 
 def read_record(path: Path, completed: bool | None = None) -> dict | None:
@@ -87,12 +92,17 @@ def unreadable(path: Path, why: str, completed: bool | None) -> dict:
             "completed": bool(checkpoint) if completed is None else completed}  # fmt: skip
 
 
+def submitted(record: dict) -> str | None:
+    """Which of the course's three models a record's job is submitted as (None where the record does not say)."""
+    return submitted_as(record["model"]) if record.get("model") else None
+
+
 def may_beat(records: list[dict], best: dict | None, model: str | None = None) -> list[dict]:
     """The unreadable records (of `model`, or of any) whose job completed and might beat `best`: what they scored is
     unknown, or their study holds it above `best`'s."""
     bar = best["best_dev_acc"] if best else None
     return [r for r in records if r.get("state") == UNREADABLE and r["completed"]
-            and (model is None or r["model"] in (model, None))
+            and (model is None or submitted(r) in (model, None))
             and (bar is None or r.get("best_dev_acc") is None or r["best_dev_acc"] >= bar)]  # fmt: skip
 
 
@@ -124,6 +134,33 @@ def label(record: dict) -> str:
     if record.get("study") is not None:
         return f"study {record['study']} trial {record.get('trial')}"
     return f"run {record.get('run') or Path(record.get('job_dir', '?')).name}"
+
+
+def steps(record: dict) -> int | None:
+    """How many steps a record's job trained for (its config's train.steps); None where it holds no config."""
+    cfg = record.get("config")
+    return cfg.get("train", {}).get("steps") if isinstance(cfg, dict) else None
+
+
+def evidence(records: list[dict], winners: dict[str, dict]) -> tuple[list[dict], str]:
+    """The records comparable with their model's winner, trained on its data for as many steps (a demo's or
+    QD_QUICK's short trials say nothing of a course-scale winner), and a sentence on those left out ("" if none)."""
+    kept, other_data, other_steps = [], 0, 0
+    for r in records:
+        winner = winners.get(submitted(r))
+        if winner is None:
+            continue
+        if Path(r.get("data_dir", "/nonexistent")).resolve() != Path(winner["data_dir"]).resolve():
+            other_data += 1
+        elif steps(r) != steps(winner):
+            other_steps += 1
+        else:
+            kept.append(r)
+    why = [f"{other_data} on other data"] * bool(other_data) + [
+        f"{other_steps} trained for another number of steps than their model's winner (short runs: make demo's, "
+        "QD_QUICK's)"
+    ] * bool(other_steps)
+    return kept, f"left out: {', '.join(why)}" if why else ""
 
 
 def from_storage(url: str) -> list[dict]:
@@ -221,8 +258,10 @@ def collect(sources: list[str]) -> list[dict]:
 
 
 def rank(records: list[dict]) -> list[dict]:
-    """Best dev accuracy first (ties: by study, then job folder); trials without one last."""
-    return sorted(records, key=lambda r: (-(r.get("best_dev_acc") or -1.0), str(r.get("study")), str(r.get("job_dir"))))
+    """Best dev accuracy first (ties: by study, trial number, then job folder); trials without one last."""
+    return sorted(records, key=lambda r: (-(r.get("best_dev_acc") or -1.0), str(r.get("study")),
+                                          r.get("trial") if isinstance(r.get("trial"), int) else -1,
+                                          str(r.get("job_dir"))))  # fmt: skip
 
 
 def show(path: str | Path) -> str:
@@ -257,17 +296,45 @@ def table(records: list[dict]):
     return pd.DataFrame(rows(records), columns=COLUMNS, dtype=object)
 
 
-def printable(records: list[dict]) -> str:
-    """`rows` as aligned text: only the columns that hold a value, a dash where a row has none."""
-    return aligned([{c: v for c, v in row.items() if c not in ("job_dir", "data_dir")} for row in rows(records)])
+def printable(records: list[dict], wide: bool = False) -> tuple[str, str]:
+    """`rows` as aligned text, and what every row shares (", model M, study S", said once above the table).
+    Without `wide`, in WIDTH columns: the main columns, the searched settings by their last name where that is
+    unique and wrapped, and why a job did not complete on lines of its own beneath it; `wide`: every column
+    whole, a row a line."""
+    shown = rows(records)
+    if wide:
+        return "", aligned([{c: v for c, v in row.items() if c not in ("job_dir", "data_dir")} for row in shown])
+    common = {c: shown[0][c] for c in SHARED if shown[0][c] is not None and len({row[c] for row in shown}) == 1}
+    notes = [row["reason"] if row["state"] != "COMPLETE" else None for row in shown]
+    brief = [{c: short(row[c]) if c == "params" else row[c] for c in BRIEF if c not in common} for row in shown]
+    return "".join(f", {c} {v}" for c, v in common.items()), aligned(brief, WIDTH, notes)
 
 
-def aligned(shown: list[dict]) -> str:
-    """Rows as aligned text: only the columns that hold a value, a dash where a row has none."""
+def short(params: object) -> object:
+    """Searched settings by their last name where no other setting of the trial has it (`lr` for `optimizer.lr`)."""
+    if not isinstance(params, dict):
+        return params
+    last = [k.rpartition(".")[2] for k in params]
+    return {n if last.count(n) == 1 else k: v for k, n, v in zip(params, last, params.values(), strict=True)}
+
+
+def aligned(shown: list[dict], width: int | None = None, notes: list[str | None] | None = None) -> str:
+    """Rows as aligned text: only the columns that hold a value, a dash where a row has none. With `width`, the last
+    column wraps to fit in it, and each row's note follows, indented."""
     columns = [c for c in shown[0] if any(row[c] not in (None, "") for row in shown)]
     lines = [columns] + [[cell(c, row[c]) for c in columns] for row in shown]
     widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    return "\n".join("  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    if width:
+        widths[-1] = max(LAST_COLUMN, min(widths[-1], width - sum(widths[:-1]) - 2 * (len(widths) - 1)))
+    indent = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
+    text = []
+    for line, note in zip(lines, [None, *(notes or [None] * len(shown))], strict=True):
+        head = "  ".join(t.ljust(w) for t, w in zip(line[:-1], widths, strict=False))
+        last = textwrap.wrap(line[-1], widths[-1], break_on_hyphens=False) if width else [line[-1]]
+        text += [f"{head}  {last[0]}".rstrip() if head else last[0], *(indent + rest for rest in last[1:])]
+        if note and width:
+            text += textwrap.wrap(note, width, initial_indent="    ", subsequent_indent="    ")
+    return "\n".join(text)
 
 
 def cell(column: str, value: object) -> str:
@@ -290,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sources", nargs="+", help="folders holding jobs' records, or Optuna storage URLs")
     parser.add_argument("--csv", type=Path, help="also write every trial to this CSV file (with its data_dir)")
     parser.add_argument("--study", help="only this study's trials, and the fixed configuration it records")
+    parser.add_argument("--wide", action="store_true", help="every column, each row on one line")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         records = collect(args.sources)
@@ -304,7 +372,8 @@ def main(argv: list[str] | None = None) -> None:
         if n:
             print()
         heading = f"trained on {data}" if data else "data folder not recorded"
-        print(f"{heading}: {len(group)} job{'s' * (len(group) != 1)}\n{printable(group)}")
+        common, text = printable(group, args.wide)
+        print(f"{heading}: {len(group)} job{'s' * (len(group) != 1)}{common}\n{text}")
         print_best(group)
     for n, name in enumerate(sorted({r["study"] for r in others})):
         if n or records:

@@ -40,7 +40,7 @@ def provenance(m: Measurements) -> str:
     sources = ", ".join(f"`{s}`" for s in m.sources)
     return (
         f"Submission `{show(m.submission)}` (winners.json), data `{show(m.data_dir)}`, trials from {sources}: "
-        f"{len(m.records)} on this data ({m.left_out} on other data left out)."
+        f"{len(m.records)} on this data at the winners' number of steps" + (f" ({m.left_out})." if m.left_out else ".")
     )
 
 

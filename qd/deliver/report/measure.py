@@ -16,7 +16,7 @@ from qd.core.predict import predict
 from qd.core.runtime import resolve_device
 from qd.deliver.bundle import MODELS, WINNERS
 from qd.deliver.model_readme import layer_table
-from qd.experiment.results import UNREADABLE, collect, label, show
+from qd.experiment.results import UNREADABLE, collect, evidence, label, show, submitted
 
 SEED = 0
 N_SHOWN = 10
@@ -49,8 +49,8 @@ class Measurements:
     sources: list[str]
     data_dir: Path
     winners: dict[str, dict]
-    records: list[dict]  # the trials on the winners' data
-    left_out: int  # trials on other data
+    records: list[dict]  # the trials comparable with their model's winner (results.evidence)
+    left_out: str  # which were left out, and why
     logs: dict[str, pd.DataFrame] = field(default_factory=dict)  # the winners' CSV logs
     majority: dict[str, tuple[str, float]] = field(default_factory=dict)  # split -> (class, share)
     dense_weights: list[tuple[int, int]] = field(default_factory=list)  # (inputs, outputs) per layer
@@ -127,7 +127,7 @@ class Measurements:
     @property
     def best_trials(self) -> list[dict]:
         """The complete best-model trials with their searched settings."""
-        return [r for r in self.complete if r["model"] == "bestmodel" and isinstance(r.get("params"), dict)]
+        return [r for r in self.complete if submitted(r) == "bestmodel" and isinstance(r.get("params"), dict)]
 
     @property
     def worst_confusion(self) -> str:
@@ -181,12 +181,12 @@ def measure(submission: Path, sources: list[str]) -> Measurements:
     data_dir = Path(winners["bestmodel"]["data_dir"]).resolve()
     require_files(data_dir, ("train", "dev"))
     found = [r for r in collect(sources) if r.get("state") != UNREADABLE]  # each named by collect already
-    records = [r for r in found if str(Path(r.get("data_dir", "/nonexistent")).resolve()) == str(data_dir)]
+    records, left_out = evidence(found, winners)
     if not records:
-        others = f" ({len(found)} on other data)" if found else ""
         raise QDError(f"{', '.join(sources)}: no sweep trial or course run on {show(data_dir)}, the submission's "
-                      f"data{others}; expected the folders or storages the submission was promoted from")  # fmt: skip
-    m = Measurements(submission, sources, data_dir, winners, records, len(found) - len(records))
+                      f"data at its winners' number of steps{f' ({left_out})' if left_out else ''}; expected the "
+                      "folders or storages the submission was promoted from")  # fmt: skip
+    m = Measurements(submission, sources, data_dir, winners, records, left_out)
     m.logs = {model: read_log(winners[model], model) for model in MODELS}
     for split in ("dev", "train"):
         counts = np.bincount(np.load(data_dir / FILES[split][1]), minlength=N_CLASSES)
