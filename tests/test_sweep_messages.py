@@ -42,8 +42,8 @@ REFUSALS = [
      "are right and that it accepts connections from here"),
     (["+sweep=densenet_lr", "data.dir={data}", "hydra.sweeper.storage=nowhere"],
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
-    (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=hyperband"],  # checked once the data is in place
-     "error: pruning.name: got 'hyperband'; expected none, median or halving"),
+    (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=asha"],  # checked once the data is in place
+     "error: pruning.name: got 'asha'; expected none, median, halving or hyperband"),
     (["+sweep=densenet_lr", "data.dir={data}", "scheduler.name=step"],
      "error: scheduler.name: got 'step'; expected none, cosine or onecycle"),
     (["+sweep=densenet_lr", "data.dir={data}", "+optimizer.eps=-1"],

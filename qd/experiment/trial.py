@@ -22,16 +22,15 @@ from qd.experiment.storage import reachable, sqlite_path
 
 
 def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
-    """From the preset's `pruning` section: none, median or halving (successive halving)."""
+    """From the preset's `pruning` section: none, median, halving (successive halving) or hyperband, with the
+    options of Optuna's pruner beside the name."""
     cfg = dict(cfg or {"name": "none"})
     name = cfg.pop("name")
-    if name == "median":
-        return optuna.pruners.MedianPruner(**cfg)
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**cfg)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise QDError(f"pruning.name: got {name!r}; expected none, median or halving")
+    pruners = {"median": optuna.pruners.MedianPruner, "halving": optuna.pruners.SuccessiveHalvingPruner,
+               "hyperband": optuna.pruners.HyperbandPruner, "none": optuna.pruners.NopPruner}  # fmt: skip
+    if name not in pruners:
+        raise QDError(f"pruning.name: got {name!r}; expected none, median, halving or hyperband")
+    return pruners[name](**cfg)
 
 
 @functools.cache
