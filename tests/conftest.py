@@ -140,6 +140,17 @@ def study_trials(workdir: Path, preset: str) -> list:
     return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
 
 
+def json_error(text: str) -> str:
+    """What json.loads says of `text`, which is not whole JSON: the words qd's messages quote."""
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError as e:
+        return str(e)
+    raise AssertionError("the text is whole JSON")
+
+
 def copy_of_the_repository(tmp_path: Path) -> Path:
     """What the course command line, Hydra runs of the best model and promotion need of the repository (qd/,
     conf/, main_bestmodel.py), copied to tmp_path/repo: a test may edit it."""

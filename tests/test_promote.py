@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, metrics_under, run_cli, study_trials
+from conftest import ROOT, json_error, metrics_under, run_cli, study_trials
 from qd.core.checkpoint import read_checkpoint, save_checkpoint
 from qd.core.errors import QDError
 from qd.core.models import build_model
@@ -127,14 +127,6 @@ def test_two_promotions_into_one_folder_take_turns_and_a_damaged_winners_list_is
     assert digest(out) == before
     assert run_cli(argv[1:], tmp_path).returncode == 0 and json.loads(winners.read_text()).keys() == {
         "densenet", "convnet", "bestmodel"}  # fmt: skip
-
-
-def json_error(text: str) -> str:
-    try:
-        json.loads(text)
-    except ValueError as e:
-        return str(e)
-    raise AssertionError("the text is whole JSON")
 
 
 def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swept_data, tmp_path):

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from conftest import json_error
 from qd.experiment.results import main
 
 
@@ -25,14 +26,6 @@ def job(folder, name: str, model: str, acc: float, cut: int | None = None):
     (folder / name).write_text(text[:cut])
     (folder / (f"{model}.pt" if name == "metrics.json" else name.replace(".json", ".pt"))).write_bytes(b"PK")
     return folder / name, text[:cut]
-
-
-def json_error(text: str) -> str:
-    try:
-        json.loads(text)
-    except ValueError as e:
-        return str(e)
-    raise AssertionError("the text is whole JSON")
 
 
 def test_every_unreadable_record_is_named_and_the_best_is_not_claimed_over_it(tmp_path, capsys):

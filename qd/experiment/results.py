@@ -156,10 +156,12 @@ def evidence(records: list[dict], winners: dict[str, dict]) -> tuple[list[dict],
             other_steps += 1
         else:
             kept.append(r)
-    why = [f"{other_data} on other data"] * bool(other_data) + [
-        f"{other_steps} trained for another number of steps than their model's winner (short runs: make demo's, "
-        "QD_QUICK's)"
-    ] * bool(other_steps)
+    why = []
+    if other_data:
+        why.append(f"{other_data} on other data")
+    if other_steps:
+        why.append(f"{other_steps} trained for another number of steps than their model's winner (short runs: "
+                   "make demo's, QD_QUICK's)")  # fmt: skip
     return kept, f"left out: {', '.join(why)}" if why else ""
 
 
