@@ -208,6 +208,10 @@ def test_predictions_file_parent_is_created(workdir):
             "error: +augmentation.shift.pixel=3: augmentation.shift.pixel: no such "
             "setting; did you mean augmentation.shift.pixels?",
         ),
+        (
+            "augmentation.shift=3",
+            "error: augmentation.shift=3: expected the settings of shift (p, pixels), such as augmentation.shift.p=0.5",
+        ),
     ],
 )
 def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, override, message):

@@ -34,15 +34,6 @@ def compose_config(model: str, overrides: list[str] | None = None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-# The settings of the sections qd's code reads key by key: any other key there is a slip (`stpes: 50`), refused
-# wherever it came from. The model's, optimizer's and scheduler's settings are checked by what they build.
-SECTIONS = {
-    "train": {"steps", "batch_size", "eval_every", "seed", "device", "threads", "memory_format", "label_smoothing",
-              "ema", "half_storage", "max_loss", "not_learning_after"},
-    "data": {"dir", "prepare"},
-    "paths": {"log_dir", "model_dir"},
-    "augmentation": {"shift", "rotate", "scale", "hflip", "blur", "elastic", "noise"},
-}  # fmt: skip
 AUGMENTATIONS = {
     "shift": {"p", "pixels"},
     "rotate": {"p", "degrees"},
@@ -51,14 +42,24 @@ AUGMENTATIONS = {
     "blur": {"p", "sigma"},
     "elastic": {"p", "pixels", "sigma"},
     "noise": {"p", "std"},
-}  # qd.core.augment
+}  # qd.core.augment's operations and their settings
+# The settings of the sections qd's code reads key by key: any other key there is a slip (`stpes: 50`), refused
+# wherever it came from. The model's, optimizer's and scheduler's settings are checked by what they build.
+SECTIONS = {
+    "train": {"steps", "batch_size", "eval_every", "seed", "device", "threads", "memory_format", "label_smoothing",
+              "ema", "half_storage", "max_loss", "not_learning_after"},
+    "data": {"dir", "prepare"},
+    "paths": {"log_dir", "model_dir"},
+    "augmentation": set(AUGMENTATIONS),
+}  # fmt: skip
 
 
 def unknown_settings(job: dict) -> list[str]:
     """The keys (`train.stpes`) of a job's config that qd does not read."""
     unknown = [f"{s}.{k}" for s, known in SECTIONS.items() for k in job.get(s, {}) if k not in known]
-    return unknown + [f"augmentation.{op}.{k}" for op, keys in AUGMENTATIONS.items()
-                      for k in (job.get("augmentation", {}).get(op) or {}) if k not in keys]  # fmt: skip
+    for op, keys in AUGMENTATIONS.items():
+        unknown += [f"augmentation.{op}.{k}" for k in job.get("augmentation", {}).get(op) or {} if k not in keys]
+    return unknown
 
 
 def origin(key: str, overrides: list[str]) -> str | None:
@@ -74,7 +75,14 @@ def origin(key: str, overrides: list[str]) -> str | None:
 
 
 def check_known_settings(job: dict, overrides: list[str]) -> None:
-    """QDError naming the first setting qd does not read, where it came from, and the closest it reads."""
+    """QDError naming the first setting qd does not read, where it came from, and the closest it reads; or an
+    augmentation given a value where its settings belong."""
+    for op, keys in AUGMENTATIONS.items():
+        value = job.get("augmentation", {}).get(op)
+        if value is not None and not isinstance(value, dict):
+            where = origin(f"augmentation.{op}", overrides) or f"augmentation.{op}"
+            raise QDError(f"{where}: expected the settings of {op} ({', '.join(sorted(keys))}), such as "
+                          f"augmentation.{op}.p=0.5")  # fmt: skip
     if unknown := unknown_settings(job):
         key = unknown[0]
         section = key.rpartition(".")[0]
