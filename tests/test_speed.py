@@ -14,7 +14,7 @@ from qd.bench.cuda import compare
 from qd.bench.load import DISTURBED, least_disturbed, load_cell
 from qd.bench.paths import measure, write_checkpoints
 from qd.bench.phases import COLUMNS
-from qd.bench.pruning import pruning_table
+from qd.bench.pruning import pruning_table, verdicts
 from qd.bench.speed import (
     ROWS,
     Setup,
@@ -143,16 +143,24 @@ def test_the_accuracy_bench_prints_each_rows_load():
     assert lines[-1].startswith("load: the most cores other processes kept busy")
 
 
-def test_the_pruning_table_compares_cpu_with_the_sweep_without_a_pruner_and_gives_each_sweeps_load():
+def test_the_pruning_table_compares_cpu_with_the_same_seeds_sweep_without_a_pruner_and_gives_each_sweeps_load():
     runs = {
-        "none": {"complete": 17, "pruned": 0, "failed": 3, "best": 0.93561, "cpu": 1106.2, "load": 0.04},
-        "median": {"complete": 5, "pruned": 12, "failed": 3, "best": 0.9333, "cpu": 615.4, "load": 0.3},
-    }
+        "none": [{"seed": 0, "complete": 17, "pruned": 0, "failed": 3, "best": 0.93561, "cpu": 1106.2, "load": 0.04},
+                 {"seed": 1, "complete": 20, "pruned": 0, "failed": 0, "best": 0.94, "cpu": 1000.0, "load": 0.0}],
+        "median": [{"seed": 0, "complete": 5, "pruned": 12, "failed": 3, "best": 0.9333, "cpu": 615.4, "load": 0.3},
+                   {"seed": 1, "complete": 8, "pruned": 12, "failed": 0, "best": 0.9389, "cpu": 500.0, "load": 0.1}],
+    }  # fmt: skip
     assert pruning_table(runs).splitlines() == [
-        "| pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none | load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        "| none | 17 | 0 | 3 | 0.9356 | 1106 | 1.00 | 0.04 |",
-        "| median | 5 | 12 | 3 | 0.9333 | 615 | 0.56 | 0.30 disturbed |",
+        "| seed | pruner | complete | pruned | failed | best dev acc | CPU s | CPU vs none | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| 0 | none | 17 | 0 | 3 | 0.9356 | 1106 | 1.00 | 0.04 |",
+        "| 0 | median | 5 | 12 | 3 | 0.9333 | 615 | 0.56 | 0.30 disturbed |",
+        "| 1 | none | 20 | 0 | 0 | 0.9400 | 1000 | 1.00 | 0.00 |",
+        "| 1 | median | 8 | 12 | 0 | 0.9389 | 500 | 0.50 | 0.10 |",
+    ]
+    assert verdicts(runs) == [
+        "median: best accuracy +0.17 points behind on average, CPU ratio 0.53: meets the target (within 0.5 points in "
+        "at most 60% of the CPU)"
     ]
 
 
