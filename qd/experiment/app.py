@@ -33,7 +33,7 @@ from qd.core.errors import QDError, check_device, config_terms, disk_errors
 from qd.core.interrupt import held
 from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
 from qd.experiment import compat, slurm, workers
-from qd.experiment.conf import CONF_DIR, check_known_settings
+from qd.experiment.conf import CONF_DIR, check_known_settings, override_of
 from qd.experiment.identity import flatten, job_config
 from qd.experiment.settings import is_qd_sweep, read_settings
 
@@ -271,7 +271,7 @@ def composition_error(app: object, model: str, overrides: list[str], error: Hydr
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if unknown := re.match(r"Could not override '(.+)'\.", lines[0]):
         key = unknown[1]
-        override = next(o for o in overrides if o.lstrip("+~").partition("=")[0] == key)
+        override = override_of(key, overrides) or key
         if (CONF_DIR / key).is_dir() and not override.startswith("+"):
             return f"{override}: {key} is a config group that the config does not load; add it with +{override}"
         others = [o for o in overrides if o != override]

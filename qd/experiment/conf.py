@@ -62,10 +62,14 @@ def unknown_settings(job: dict) -> list[str]:
     return unknown
 
 
+def override_of(key: str, overrides: list[str]) -> str | None:
+    """The override that sets `key` (`+train.stpes=50` for train.stpes), None where none does."""
+    return next((o for o in overrides if o.lstrip("+~").partition("=")[0] == key), None)
+
+
 def origin(key: str, overrides: list[str]) -> str | None:
     """Where a setting came from: its override, or the YAML file of conf/ that sets it (None: not found)."""
-    given = next((o for o in overrides if o.lstrip("+~").partition("=")[0] == key), None)
-    if given:
+    if given := override_of(key, overrides):
         return given
     section, name = key.split(".")[0], key.rpartition(".")[2]
     for path in sorted((CONF_DIR / section).glob("*.yaml")) + sorted(CONF_DIR.glob("*.yaml")):
