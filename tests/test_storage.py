@@ -138,3 +138,32 @@ def test_a_ctrl_c_while_the_study_is_written_leaves_its_database_free_for_the_cl
         job.send_signal(signal.SIGINT)
         out, err = job.communicate(timeout=30)
         assert (job.returncode, out, err) == (130, "marked\n", "\ninterrupted\n"), attempt
+
+
+# Ctrl-C that lands inside a finaliser (a `__del__`, a weakref's callback): Python prints what such code raises as
+# "Exception ignored in ..." and goes on, so the KeyboardInterrupt must be raised again where it counts.
+CUT_IN_A_FINALISER = """
+import time
+from qd.core.interrupt import exit_on_ctrl_c
+
+class Slow:
+    def __del__(self):
+        print("finalising", flush=True)
+        time.sleep(5)
+
+with exit_on_ctrl_c("interrupted"):
+    Slow()
+    print("after", flush=True)
+    while True:
+        time.sleep(0.01)
+"""
+
+
+def test_a_ctrl_c_inside_a_finaliser_is_still_one_line_and_a_quick_exit(tmp_path):
+    job = start([sys.executable, "-c", CUT_IN_A_FINALISER], tmp_path)
+    assert job.stdout.readline() == "finalising\n", job.communicate()
+    sent = time.monotonic()
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=30)
+    assert (job.returncode, out, err) == (130, "after\n", "\ninterrupted\n")
+    assert time.monotonic() - sent < 2, "ended by the watcher's deadline, not by the KeyboardInterrupt"

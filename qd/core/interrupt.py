@@ -9,18 +9,25 @@ Ctrl-C waits for the end of a `held` section, such as a call into the study's da
 inside SQLAlchemy can leave its connection in a transaction that keeps SQLite's lock (or a PostgreSQL row's), and
 the clean-up that marks the cut trials interrupted would wait for that lock until the deadline ended the process,
 the trials still running. The deadline counts from the signal, held or not.
+
+A KeyboardInterrupt raised inside a finaliser (a `__del__`, a weakref's callback) never reaches the block: Python
+prints it as "Exception ignored in ..." and goes on. The block's unraisable hook keeps it quiet and raises it again
+in the main thread.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
 import sys
 import threading
+import time
 from typing import Iterator
 
 DEADLINE_S = 2.5  # after Ctrl-C, the longest the process lives on (its clean-up included)
+AGAIN_AFTER_S = 0.05  # a Ctrl-C a finaliser swallowed is raised again this much later, out of the hook
 EXIT_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C ended
 
 
@@ -60,7 +67,7 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler or os.environ.get("HYDRA_FULL_ERROR") == "1":
         yield
         return
-    said, hit = threading.Lock(), threading.Event()
+    said, hit, swallowed = threading.Lock(), threading.Event(), threading.Event()
 
     def say() -> None:
         if said.acquire(blocking=False):
@@ -81,6 +88,15 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
         hit.set()
         raise KeyboardInterrupt
 
+    def on_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+        if not (hit.is_set() and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            previous_hook(unraisable)
+            return
+        hit.clear()
+        swallowed.set()  # the watcher raises it again once the main thread has left this hook
+
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = on_unraisable
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
 
@@ -90,6 +106,10 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
         deadline = threading.Timer(DEADLINE_S, say_and_exit)
         deadline.daemon = True
         deadline.start()
+        while swallowed.wait():
+            swallowed.clear()
+            time.sleep(AGAIN_AFTER_S)
+            _thread.interrupt_main()
 
     threading.Thread(target=watch, name="qd-ctrl-c", daemon=True).start()
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -102,3 +122,4 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.set_wakeup_fd(previous_fd)
+        sys.unraisablehook = previous_hook
