@@ -53,16 +53,30 @@ def open_for_sweep(url: str) -> optuna.storages.RDBStorage:
 _IN_MEMORY: dict[str, optuna.storages.InMemoryStorage] = {}
 
 
-def in_memory(study_name: str) -> optuna.storages.InMemoryStorage:
-    """The in-memory storage of study `study_name` (`hydra.sweeper.storage: null`), made once a process: the sweep
-    that makes it and the jobs that run in its process share it; no other process can reach it."""
-    return _IN_MEMORY.setdefault(study_name, optuna.storages.InMemoryStorage())
+def new_in_memory(study_name: str) -> optuna.storages.InMemoryStorage:
+    """A new in-memory storage for study `study_name` (`hydra.sweeper.storage: null`), as Optuna's `storage=None`:
+    each sweep starts it empty, even after another of that name in this process (a notebook's, a test's). The
+    sweep's jobs that run in its process reach it; no other process can."""
+    _IN_MEMORY[study_name] = optuna.storages.InMemoryStorage()
+    return _IN_MEMORY[study_name]
 
 
 def reachable(url: str | None, study_name: str) -> optuna.storages.BaseStorage | None:
-    """The storage of study `study_name` as a job opens it: its database, or its memory when the job runs in the
+    """The storage of study `study_name` as a job opens it: its database (once a process: a worker process runs
+    many jobs, and each opening builds an engine and checks the schema), or its memory when the job runs in the
     sweeping process; None when the study lies in another process's memory."""
-    return HeldStorage(url) if url is not None else _IN_MEMORY.get(study_name)
+    return _database(absolute_url(url)) if url is not None else _IN_MEMORY.get(study_name)
+
+
+@functools.cache
+def _database(url: str) -> optuna.storages.RDBStorage:
+    return HeldStorage(url)
+
+
+def absolute_url(url: str) -> str:
+    """`url` with a SQLite file's path made absolute: one text for one file, wherever the process stands."""
+    path = sqlite_path(url)
+    return url if path is None else url.replace(str(path), str(path.absolute()), 1)
 
 
 def _held(method: Callable) -> Callable:

@@ -17,7 +17,7 @@ from qd.experiment.identity import differences, fixed_configuration, short_hash
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import FIXED
 from qd.experiment.search import SearchSpace
-from qd.experiment.storage import in_memory, open_for_sweep, with_retries
+from qd.experiment.storage import new_in_memory, open_for_sweep, with_retries
 
 
 def open_study(storage_url: str | None, study_name: str | None, directions: list[str], config: DictConfig,
@@ -28,7 +28,7 @@ def open_study(storage_url: str | None, study_name: str | None, directions: list
     fixed = fixed_configuration(job, space.expressions, set(space.conditional))
     name = study_name or f"{default_prefix(config)}-{short_hash(fixed)}"
     url = storage_url or "memory"
-    storage = open_for_sweep(storage_url) if storage_url else in_memory(name)
+    storage = open_for_sweep(storage_url) if storage_url else new_in_memory(name)
     study = with_retries(url, lambda: optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True))  # fmt: skip
     held = [d.name.lower() for d in study.directions]

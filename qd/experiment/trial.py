@@ -6,7 +6,6 @@ goes back to the sweep in its return: its dev accuracy, or its error (pruned, or
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 from pathlib import Path
@@ -33,13 +32,6 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
     return pruners[name](**cfg)
 
 
-@functools.cache
-def job_storage(url: str | None, study_name: str) -> optuna.storages.BaseStorage | None:
-    """The study's storage as this process's jobs open it: once a process, not once a job (a worker process runs
-    many jobs, and each opening of a database builds an engine and checks the schema)."""
-    return reachable(url, study_name)
-
-
 def running_trial(storage: optuna.storages.BaseStorage, study_name: str, number: int,
                   pruner: optuna.pruners.BasePruner | None = None) -> optuna.Trial:  # fmt: skip
     """Trial `number` of the study, which must still run (QDError otherwise: the sweep ended it meanwhile)."""
@@ -58,7 +50,7 @@ class JobTrial:
     def __init__(self, hc: DictConfig, pruning: dict | None) -> None:
         number, name = int(hc.job.num), str(hc.sweeper.study_name)
         pruner = make_pruner(pruning)
-        storage = job_storage(hc.sweeper.storage, name)
+        storage = reachable(hc.sweeper.storage, name)
         self.trial = running_trial(storage, name, number, pruner) if storage is not None else None
         self.prunes = self.trial is not None and not isinstance(pruner, optuna.pruners.NopPruner)
         self.info = {"study": name, "trial": number, "params": self.trial.params if self.trial else {}}
