@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,78 @@ def run_cli(
     """Run `python <args>` from `cwd` with the repository importable, and `env` added; capture its output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """run_cli's `python <args>` (a script, or -m qd ...) in this process, from `cwd` with `env` added: the same exit
+    status and output, without a process's start-up and imports (3 to 4 s). For commands that need no process of
+    their own: not Ctrl-C, kill -9, timings or how a process ends (os._exit, which the course command line ends with,
+    ends the command here)."""
+    import contextlib
+    import io
+    import logging
+    import runpy
+    import traceback
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+
+    out, err, saved_env, root = io.StringIO(), io.StringIO(), dict(os.environ), logging.getLogger()
+    saved = (sys.argv, sys.path[:], os.getcwd(), torch.get_num_threads(), root.handlers[:], root.level)
+    os.environ.update({"PYTHONPATH": str(ROOT), **(env or {})})  # as run_cli's, for the processes it starts
+    os.chdir(cwd)
+    os._exit = end_command
+    sys.argv = [args[0], *args[1:]] if args[0] != "-m" else [args[1], *args[2:]]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.filters[:] = PROCESS_WARNING_FILTERS  # each warning shown once a command, on its stderr
+            warnings.showwarning = show_warning
+            try:
+                if args[0] == "-m":
+                    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+                else:
+                    sys.path.insert(0, str(Path(args[0]).parent))  # as `python script.py` does
+                    runpy.run_path(args[0], run_name="__main__")
+                code = 0
+            except SystemExit as e:
+                code = exit_status(e.code)
+            except BaseException:  # as the interpreter would end: the traceback on stderr, exit status 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os._exit = EXIT
+        sys.argv, sys.path[:], cwd_before, threads, root.handlers[:], level = saved
+        root.setLevel(level)
+        os.chdir(cwd_before)
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+PROCESS_WARNING_FILTERS = list(warnings.filters)  # a process's, before pytest's own
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Python's own way of showing a warning, on the current stderr (pytest's, outside run_here, records them)."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+EXIT = os._exit
+
+
+def end_command(status: int) -> None:
+    """os._exit within run_here: the command ends, not the tests' process."""
+    raise SystemExit(status)
+
+
+def exit_status(code: object) -> int:
+    """The exit status of a process that SystemExit(code) ends; a message given as the code goes to stderr."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1
 
 
 def start(argv: list[str], cwd: Path, group: bool = False) -> subprocess.Popen:
@@ -102,7 +175,7 @@ def swept(swept_data, tmp_path_factory) -> Path:
                                         "hydra.sweeper.storage=sqlite:///outputs/sweeps/best.db"]),
                          ("densenet", ["+sweep=densenet_lr", "hydra.sweeper.study_name=dense2",
                                        "hydra.sweeper.storage=sqlite:///outputs/sweeps/dense2.db"])]:  # fmt: skip
-        result = run_cli([str(ROOT / f"main_{model}.py"), *common, *extra], work, timeout=400)
+        result = run_here([str(ROOT / f"main_{model}.py"), *common, *extra], work)
         assert result.returncode == 0, result.stderr
     return work
 
@@ -132,12 +205,17 @@ def sweep_metrics(workdir: Path) -> list[dict]:
 
 def study_trials(workdir: Path, preset: str) -> list:
     """The trials of the one study in the preset's storage (named `<preset>-<hash of its fixed configuration>`)."""
+    study = the_study(f"sqlite:///{workdir}/outputs/sweeps/{preset}.db")
+    assert study.study_name.startswith(f"{preset}-"), study.study_name
+    return study.trials
+
+
+def the_study(storage: str):
+    """The one study in `storage`."""
     import optuna
 
-    storage = f"sqlite:///{workdir}/outputs/sweeps/{preset}.db"
     (summary,) = optuna.get_all_study_summaries(storage=storage)
-    assert summary.study_name.startswith(f"{preset}-"), summary.study_name
-    return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
 def json_error(text: str) -> str:
@@ -149,6 +227,18 @@ def json_error(text: str) -> str:
     except ValueError as e:
         return str(e)
     raise AssertionError("the text is whole JSON")
+
+
+def sha(path: Path) -> str:
+    """The SHA-256 of the file at `path`."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """What `folder` holds, one level deep: each file's SHA-256 by name (a sub-folder as "folder")."""
+    return {p.name: sha(p) if p.is_file() else "folder" for p in sorted(folder.iterdir())}
 
 
 def copy_of_the_repository(tmp_path: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, start
+from conftest import ROOT, run_cli, run_here, start
 from qd.main import INTERRUPTED_COURSE
 
 STAMPED = re.compile(r"^\d{12}_(densenet|convnet|bestmodel)\.(pt|log|json)$")
@@ -105,7 +105,7 @@ def _main(model="densenet"):
     ],
 )
 def test_missing_or_bad_flags_get_argparse_errors(workdir, args, message):
-    result = run_cli([_main(), *args], workdir)
+    result = run_here([_main(), *args], workdir)
     assert result.returncode == 2 and message in result.stderr
 
 
@@ -132,7 +132,7 @@ def test_bad_training_input_exits_2_with_one_line_and_writes_nothing(workdir, ch
         args[args.index(change[0]) + 1] = change[1]
     else:
         args += list(change)
-    result = run_cli([_main(), *args], workdir)
+    result = run_here([_main(), *args], workdir)
     assert result.returncode == 2
     assert result.stderr.strip() == message or result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
@@ -140,7 +140,7 @@ def test_bad_training_input_exits_2_with_one_line_and_writes_nothing(workdir, ch
 
 
 def test_prediction_errors_keep_existing_outputs(workdir):
-    assert run_cli([_main(), *TRAIN], workdir).returncode == 0
+    assert run_here([_main(), *TRAIN], workdir).returncode == 0
     predictions = workdir / "p.csv"
     predictions.write_text("keep me\n")
     cases = [
@@ -151,9 +151,9 @@ def test_prediction_errors_keep_existing_outputs(workdir):
         ),
     ]
     for weights, message in cases:
-        result = run_cli([_main(), "--mode", "predict", *weights, "--predictionsFile", "p.csv"], workdir)
+        result = run_here([_main(), "--mode", "predict", *weights, "--predictionsFile", "p.csv"], workdir)
         assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
-    result = run_cli(
+    result = run_here(
         [_main("convnet"), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", "p.csv"],
         workdir,
     )
@@ -162,7 +162,7 @@ def test_prediction_errors_keep_existing_outputs(workdir):
         result.stderr.strip() == "error: model_files/densenet.pt: holds a densenet model; expected a convnet checkpoint"
     )
     (workdir / "dir.csv").mkdir()
-    result = run_cli(
+    result = run_here(
         [_main(), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", "dir.csv"], workdir
     )
     assert (
@@ -173,9 +173,9 @@ def test_prediction_errors_keep_existing_outputs(workdir):
 
 
 def test_predictions_file_parent_is_created(workdir):
-    assert run_cli([_main(), *TRAIN], workdir).returncode == 0
+    assert run_here([_main(), *TRAIN], workdir).returncode == 0
     out = Path("deep/er/p.csv")
-    result = run_cli(
+    result = run_here(
         [_main(), "--mode", "predict", "--weights", "model_files/densenet.pt", "--predictionsFile", str(out)], workdir
     )
     assert result.returncode == 0, result.stderr
@@ -215,7 +215,7 @@ def test_predictions_file_parent_is_created(workdir):
     ],
 )
 def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, override, message):
-    result = run_cli([_main(), override, f"data.dir={tmp_path / 'data'}"], tmp_path)
+    result = run_here([_main(), override, f"data.dir={tmp_path / 'data'}"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == message
     assert not (tmp_path / "data").exists()

@@ -6,7 +6,6 @@ for real, as an unprivileged user."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, digest, run_cli, run_here, sha
 from qd.core.checkpoint import save_checkpoint
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import QDError
@@ -61,10 +60,6 @@ def leave_free(folder: Path, space: int) -> None:
 def left_behind(folder: Path) -> list[str]:
     """Temporary and staging files anywhere under `folder` (their names start with a dot)."""
     return [str(p) for p in folder.rglob(".*")]
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
 def test_a_course_run_on_a_full_disk_says_what_it_kept(disk, course_dir, tmp_path):
@@ -112,14 +107,14 @@ def test_a_data_set_built_on_a_full_disk_keeps_whole_files_and_builds_again(disk
     out = disk / "data"
     build = ["-m", "qd", "data", "synth", "--out", str(out), "--sizes", "600", "600", "600"]
     leave_free(disk, 600_000)  # the train images and labels (475 KB) fit, the dev images do not
-    result = run_cli(build, tmp_path)
+    result = run_here(build, tmp_path)
     assert result.returncode == 2 and result.stderr == (
         f"error: {out}/fruit_dev_images.npy: {FULL}; every file in {out} is whole, and building it again finishes it\n"
     )
     assert sorted(p.name for p in out.iterdir()) == ["fruit_images.npy", "fruit_labels.npy", MANIFEST]
     assert json.loads((out / MANIFEST).read_text())["complete"] is False
     (disk / "filler").unlink()
-    assert run_cli(build, tmp_path).returncode == 0
+    assert run_here(build, tmp_path).returncode == 0
     assert json.loads((out / MANIFEST).read_text())["complete"] is True and left_behind(disk) == []
 
 
@@ -196,14 +191,14 @@ def test_promotion_on_a_full_disk_keeps_the_previous_submission(disk, swept, swe
                "--out", str(out)]  # fmt: skip
     for space, names in ((0, ["densenet.pt"]), (400_000, list(before))):  # the first file staged; one of them
         leave_free(disk, space)
-        result = run_cli(promote, tmp_path)
+        result = run_here(promote, tmp_path)
         assert result.returncode == 2, result.stderr
         named = "|".join(re.escape(str(out / name)) for name in names)
         assert re.fullmatch(rf"error: ({named}): {FULL}; {re.escape(str(out))} is as it was\n",
                             result.stderr.splitlines(True)[-1]), result.stderr  # fmt: skip
         assert digest(out) == before and left_behind(disk) == [], f"{space} bytes free"
     (disk / "filler").unlink()
-    assert run_cli(promote, tmp_path).returncode == 0 and digest(out) == before
+    assert run_here(promote, tmp_path).returncode == 0 and digest(out) == before
 
 
 @pytest.mark.slow
@@ -213,7 +208,7 @@ def test_a_report_on_a_full_disk_writes_nothing(disk, swept, submission, tmp_pat
     no_tools = tmp_path / "bin"
     no_tools.mkdir()
     args = ["-m", "qd", "report", "--submission", str(submission), "--out", str(out), str(swept / "outputs")]
-    result = run_cli(args, tmp_path, env={"PATH": str(no_tools)})  # no LaTeX: the figures and the document alone
+    result = run_here(args, tmp_path, env={"PATH": str(no_tools)})  # no LaTeX: the figures and the document alone
     assert result.returncode == 2
     assert re.fullmatch(rf"error: {re.escape(str(out))}/[\w-]+\.(png|md|tex): {FULL}; nothing written\n", result.stderr)
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
@@ -234,14 +229,14 @@ def test_a_hydra_run_and_a_sweep_on_a_full_disk_are_one_line(disk, course_dir, t
     grow. Each is one line and exit 2."""
     run = disk / "run"
     leave_free(disk, 100_000)  # the dense net's checkpoint is 320 KB
-    result = run_cli([str(ROOT / "main_densenet.py"), f"data.dir={course_dir}", "train.steps=20",
+    result = run_here([str(ROOT / "main_densenet.py"), f"data.dir={course_dir}", "train.steps=20",
                       f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
     assert (result.returncode, result.stderr) == (2, f"error: {run}/densenet.pt: {FULL}; {run} keeps what the run had "
                                                      "written\n")  # fmt: skip
     assert [p for p in left_behind(run) if "/.hydra" not in p] == [], "no temporary file left"
 
     leave_free(disk, 0)
-    result = run_cli(
+    result = run_here(
         [
             str(ROOT / "main_densenet.py"),
             "+sweep=densenet_lr",
@@ -275,13 +270,13 @@ def test_a_study_in_a_folder_nobody_may_write_to_is_one_line_and_stays_as_it_was
         (shared / "studies/study.db-qdlock").unlink()
         (shared / "studies/study.db").chmod(0o666)
         (shared / "studies").chmod(0o755)  # root's: nobody may not add a file to it
-        before = hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest()
+        before = sha(shared / "studies/study.db")
         more = [*nobody, *argv[:-2], "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={shared}/sweep/more", argv[-1]]
         result = subprocess.run(more, cwd=shared / "sweep", capture_output=True, text=True)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
         assert re.fullmatch(rf"error: {shared}/studies/study\.db(-qdlock)?: .*(permission denied|cannot be written|"
                             r"cannot be opened).*\n", result.stderr), result.stderr  # fmt: skip
-        assert hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest() == before
+        assert sha(shared / "studies/study.db") == before
 
         (shared / "studies").chmod(0o777)  # now the file itself is read-only
         (shared / "studies/study.db").chmod(0o444)
@@ -290,6 +285,6 @@ def test_a_study_in_a_folder_nobody_may_write_to_is_one_line_and_stays_as_it_was
                                                          "database file (attempt to write a readonly database); it "
                                                          "cannot be written here: check the file's and its folder's "
                                                          "permissions\n")  # fmt: skip
-        assert hashlib.sha256((shared / "studies/study.db").read_bytes()).hexdigest() == before
+        assert sha(shared / "studies/study.db") == before
     finally:
         shutil.rmtree(shared)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, start, study_trials, sweep_metrics
+from conftest import ROOT, digest, run_cli, run_here, start, study_trials, sweep_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +37,6 @@ def test_kill_9_mid_training_leaves_no_checkpoint_and_a_log_of_whole_rows(course
     assert (tmp_path / "model_files/densenet.pt").read_bytes() == b"the user's previous checkpoint"
 
 
-def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
     """SIGKILL `proc` as soon as `happened()` is true (polled every millisecond); whether it was still running."""
     deadline = time.time() + timeout
@@ -58,17 +52,17 @@ def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
     promote = ["-m", "qd", "promote", "--any-settings", "--name", "jdoe12", "--data-dir", str(swept_data),
                str(swept / "outputs")]  # fmt: skip
-    assert run_cli(promote, tmp_path).returncode == 0
+    assert run_here(promote, tmp_path).returncode == 0
     old = digest(tmp_path / "submission")
     # More trials, trained longer, in this workdir's outputs/: the next promotion's winners differ.
     args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=60", "train.eval_every=10",
             "+sweep=densenet_lr", "hydra.sweeper.n_trials=3"]  # fmt: skip
-    result = run_cli(args, tmp_path)
+    result = run_here(args, tmp_path)
     assert result.returncode == 0, result.stderr
     promote.append("outputs")
     # Promotion is deterministic: the new submission, made once elsewhere.
     began = time.time()
-    assert run_cli([*promote, "--out", "new"], tmp_path).returncode == 0
+    assert run_here([*promote, "--out", "new"], tmp_path).returncode == 0
     took = time.time() - began
     new = digest(tmp_path / "new")
     assert new != old and set(new) == set(old) and "jdoe12_code.zip" in new
@@ -92,7 +86,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
         assert recovered.returncode == 0, recovered.stderr
         assert digest(tmp_path / "submission") in (old, new), f"killed at {event}: neither the old nor the new one"
         assert not list(tmp_path.glob(".submission.*")), f"killed at {event}: recover left a staging folder"
-    assert run_cli(promote, tmp_path).returncode == 0
+    assert run_here(promote, tmp_path).returncode == 0
     assert digest(tmp_path / "submission") == new
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, json_error, metrics_under, run_cli, study_trials
+from conftest import ROOT, digest, json_error, metrics_under, run_cli, run_here, study_trials
 from qd.core.checkpoint import read_checkpoint, save_checkpoint
 from qd.core.errors import QDError
 from qd.core.models import build_model
@@ -23,10 +22,6 @@ from qd.deliver.promote import promote
 from qd.experiment.results import collect
 
 pytestmark = pytest.mark.slow
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def test_promotion_picks_the_verified_winners_and_writes_every_deliverable(swept, submission, swept_data, tmp_path):
@@ -119,13 +114,13 @@ def test_two_promotions_into_one_folder_take_turns_and_a_damaged_winners_list_is
     winners = out / "winners.json"
     winners.write_text(winners.read_text()[:100])
     before = digest(out)
-    one = run_cli([*argv[1:], "--models", "densenet"], tmp_path)
+    one = run_here([*argv[1:], "--models", "densenet"], tmp_path)
     assert (one.returncode, one.stderr.splitlines()[-1:]) == (2, [
         f"error: submission/winners.json: damaged (not complete JSON ({json_error(winners.read_text())})); expected "
         "the previous submission's winners: promote every model (--models densenet,convnet,bestmodel) to write it "
         "anew"]), one.stderr  # fmt: skip
     assert digest(out) == before
-    assert run_cli(argv[1:], tmp_path).returncode == 0 and json.loads(winners.read_text()).keys() == {
+    assert run_here(argv[1:], tmp_path).returncode == 0 and json.loads(winners.read_text()).keys() == {
         "densenet", "convnet", "bestmodel"}  # fmt: skip
 
 
@@ -186,13 +181,13 @@ def test_a_moved_project_lists_each_trial_once_and_promotes_from_its_moved_data(
         "hydra.sweeper.n_trials=2",
         "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
     ]
-    assert run_cli(sweep, project).returncode == 0
+    assert run_here(sweep, project).returncode == 0
     moved = tmp_path / "moved"
     project.rename(moved)
-    listed = run_cli(["-m", "qd", "results", "outputs/sweeps", "sqlite:///outputs/sweeps/densenet_lr.db"], moved)
+    listed = run_here(["-m", "qd", "results", "outputs/sweeps", "sqlite:///outputs/sweeps/densenet_lr.db"], moved)
     assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
     assert listed.stdout.startswith("trained on data: 2 jobs, model densenet, study densenet_lr-"), listed.stdout
-    promoted = run_cli(["-m", "qd", "promote", "--models", "densenet", "--any-settings", "--data-dir", "data"], moved)
+    promoted = run_here(["-m", "qd", "promote", "--models", "densenet", "--any-settings", "--data-dir", "data"], moved)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "densenet: 2 candidates, 2 eligible, 0 skipped" in promoted.stdout
 
@@ -238,7 +233,7 @@ def test_densenet_follows_course_rule_1_5_7_models_promote_alone_and_course_runs
     swept, swept_data, tmp_path
 ):
     def promote_cli(*args):
-        return run_cli(["-m", "qd", "promote", "--data-dir", str(swept_data), *args], tmp_path)
+        return run_here(["-m", "qd", "promote", "--data-dir", str(swept_data), *args], tmp_path)
 
     outputs = str(swept / "outputs")
     partial = promote_cli(outputs)
@@ -293,7 +288,7 @@ def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_mode
     sweep = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10",
              "+sweep=densenet_lr", "hydra.sweeper.n_trials=3",
              "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
-    result = run_cli(sweep, tmp_path)
+    result = run_here(sweep, tmp_path)
     assert result.returncode == 0, result.stderr
     best, second = sorted(study_trials(tmp_path, "densenet_lr"), key=lambda t: -t.value)[:2]
     record = Path(best.user_attrs["job_dir"], "metrics.json")
@@ -308,7 +303,7 @@ def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_mode
     for source, named, scored in (("outputs", f"run {record.parent.name}", ""),
                                   (storage, f"study {study} trial {best.number}",
                                    f" with dev accuracy {best.value:.4f} in its study")):  # fmt: skip
-        refused = run_cli(["-m", "qd", "promote", source, "--any-settings", "--models", "densenet", "--data-dir",
+        refused = run_here(["-m", "qd", "promote", source, "--any-settings", "--models", "densenet", "--data-dir",
                            str(swept_data)], tmp_path)  # fmt: skip
         assert refused.returncode == 2 and refused.stderr.splitlines() == [
             f"warning: {record}: unreadable record of {named} ({why})",
@@ -316,7 +311,7 @@ def test_a_completed_trial_whose_record_is_cut_short_stops_promotion_of_its_mode
             f"{record} is unreadable; no winner chosen (--skip-unreadable chooses among the others)",
         ], refused.stderr
         assert not (tmp_path / "submission").exists()
-    skipping = run_cli(["-m", "qd", "promote", "outputs", "--any-settings", "--models", "densenet", "--data-dir",
+    skipping = run_here(["-m", "qd", "promote", "outputs", "--any-settings", "--models", "densenet", "--data-dir",
                         str(swept_data), "--skip-unreadable"], tmp_path)  # fmt: skip
     assert skipping.returncode == 0, skipping.stderr
     winners = json.loads((tmp_path / "submission/winners.json").read_text())
@@ -330,7 +325,7 @@ def test_a_nan_winner_and_a_vanished_winner_stop_promotion_by_name(swept_data, t
     sweep = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={swept_data}", "train.steps=20", "train.eval_every=10",
              "+sweep=densenet_lr", "hydra.sweeper.n_trials=3",
              "optimizer.lr=tag(log, interval(1e-4, 1e-2))"]  # fmt: skip
-    assert run_cli(sweep, tmp_path).returncode == 0
+    assert run_here(sweep, tmp_path).returncode == 0
     best = max(study_trials(tmp_path, "densenet_lr"), key=lambda t: t.value)
     folder = Path(best.user_attrs["job_dir"])
     record = json.loads((folder / "metrics.json").read_text())
@@ -338,21 +333,21 @@ def test_a_nan_winner_and_a_vanished_winner_stop_promotion_by_name(swept_data, t
     named = f"study {record['study']} trial {best.number}"
 
     (folder / "metrics.json").write_text(json.dumps({**record, "best_dev_acc": float("nan")}))
-    listed = run_cli(["-m", "qd", "results", "outputs"], tmp_path)
+    listed = run_here(["-m", "qd", "results", "outputs"], tmp_path)
     assert (
         f"warning: {folder}/metrics.json: unreadable record of run {folder.name} (holds dev accuracy nan; "
         "expected a number from 0 to 1)"
         in listed.stderr
         and "COMPLETE  nan" not in listed.stdout
     )
-    refused = run_cli(promote_densenet, tmp_path)
+    refused = run_here(promote_densenet, tmp_path)
     assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
         f"error: densenet: {named} may be better than any other candidate: it completed with dev accuracy "
         f"{best.value:.4f} in its study, but its record {folder}/metrics.json is unreadable; no winner chosen "
         "(--skip-unreadable chooses among the others)")  # fmt: skip
 
     shutil.move(folder, tmp_path / "moved away")
-    refused = run_cli(promote_densenet, tmp_path)
+    refused = run_here(promote_densenet, tmp_path)
     assert refused.returncode == 2 and refused.stderr.splitlines() == [
         f"warning: {folder}/metrics.json: unreadable record of {named} (missing)",
         f"error: densenet: {named} may be better than any other candidate: it completed with dev accuracy "
@@ -373,7 +368,7 @@ def test_a_promotion_on_other_data_names_the_data_dir_to_use_and_the_submission_
     out = tmp_path / "submission"
 
     def promote_cli(*args):
-        return run_cli(["-m", "qd", "promote", str(swept / "outputs"), "--any-settings", "--out", str(out), *args],
+        return run_here(["-m", "qd", "promote", str(swept / "outputs"), "--any-settings", "--out", str(out), *args],
                        here)  # fmt: skip
 
     elsewhere = promote_cli()

@@ -4,7 +4,6 @@ its PDF and the figures."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 import shutil
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEV_MAJORITY, TRAIN_MAJORITY, metrics_under, run_cli
+from conftest import DEV_MAJORITY, TRAIN_MAJORITY, digest, metrics_under, run_here
 from qd.core.checkpoint import load_model
 from qd.core.data import CLASS_NAMES, standardise
 from qd.core.errors import QDError
@@ -50,10 +49,6 @@ def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path.name} is not a PNG"
     return struct.unpack(">II", data[16:24])
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
 def answers_of(report: str) -> dict[str, str]:
@@ -97,7 +92,7 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
     (tmp_path / f"trials{SPECIAL}").symlink_to(swept / "outputs")
     args = ["-m", "qd", "report", "--submission", f"sub 50{SPECIAL}", str(tmp_path / f"trials{SPECIAL}"),
             "--name", "jdoe_12"]  # fmt: skip
-    result = run_cli([*args, "--out", f"report{SPECIAL}"], tmp_path)
+    result = run_here([*args, "--out", f"report{SPECIAL}"], tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / f"report{SPECIAL}"
     document = ["jdoe_12_hw3_programming.tex", *(["jdoe_12_hw3_programming.pdf"] if COMPILER else [])]
@@ -206,7 +201,7 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
         assert f"compiled report{SPECIAL}/jdoe_12_hw3_programming.pdf with {COMPILER}" in result.stdout.splitlines()
     assert "YOURJHIDHERE" not in result.stdout + tex
 
-    again = run_cli([*args, "--out", "again"], tmp_path)
+    again = run_here([*args, "--out", "again"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert digest(tmp_path / "again") == digest(out), "the same inputs give identical files, the PDF included"
     assert "wrote again/report.md, again/jdoe_12_hw3_programming.tex and the figures" in again.stdout
@@ -217,7 +212,7 @@ def test_without_a_latex_compiler_the_report_says_how_to_compile(submission, swe
     no_tools = tmp_path / "bin"
     no_tools.mkdir()
     args = ["-m", "qd", "report", "--submission", str(submission), "--out", "report", str(swept / "outputs")]
-    result = run_cli(args, tmp_path, env={"PATH": str(no_tools)})
+    result = run_here(args, tmp_path, env={"PATH": str(no_tools)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[1:] == [
         "no LaTeX compiler on PATH (pdflatex, tectonic): for YOURJHIDHERE_hw3_programming.pdf, run "
@@ -242,7 +237,7 @@ def test_a_document_that_does_not_compile_is_refused_with_the_latex_error(tmp_pa
 
 @pytest.mark.parametrize("command", ["report", "promote"])
 def test_a_name_that_is_not_a_jhid_is_refused_before_anything_is_written(command, tmp_path):
-    result = run_cli(["-m", "qd", command, "--name", "j.doe/12", "--out", "out", "."], tmp_path)
+    result = run_here(["-m", "qd", command, "--name", "j.doe/12", "--out", "out", "."], tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
         "error: --name: got 'j.doe/12'; expected your JHID: 1 to 64 letters, digits or underscores (e.g. jsmith12)\n"
@@ -252,7 +247,7 @@ def test_a_name_that_is_not_a_jhid_is_refused_before_anything_is_written(command
 
 def test_a_missing_submission_says_to_promote_first(tmp_path):
     for submission, named in ((tmp_path / "nothing", tmp_path / "nothing"), (tmp_path, tmp_path / "winners.json")):
-        result = run_cli(["-m", "qd", "report", "--submission", str(submission), "--out", "report", "."], tmp_path)
+        result = run_here(["-m", "qd", "report", "--submission", str(submission), "--out", "report", "."], tmp_path)
         assert result.returncode == 2
         assert result.stderr == f"error: {named}: not found; run `python -m qd promote --out {submission}` first\n"
     assert not (tmp_path / "report").exists()
@@ -266,7 +261,7 @@ def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_n
     shutil.copytree(submission, tmp_path / "submission")
     (tmp_path / "submission/jhid.txt").write_text("jsmith12\n")
     (tmp_path / "empty").mkdir()
-    refused = run_cli(["-m", "qd", "report", "empty"], tmp_path)
+    refused = run_here(["-m", "qd", "report", "empty"], tmp_path)
     assert (refused.returncode, refused.stderr) == (2, (
         f"error: empty: no sweep trial or course run on {swept_data}, the submission's data at its winners' number "
         "of steps; expected the folders or storages the submission was promoted from\n"))  # fmt: skip
@@ -274,7 +269,7 @@ def test_a_folder_without_runs_is_refused_and_the_report_takes_the_submissions_n
 
     no_tools = tmp_path / "bin"
     no_tools.mkdir()
-    named = run_cli(["-m", "qd", "report", str(swept / "outputs")], tmp_path, env={"PATH": str(no_tools)})
+    named = run_here(["-m", "qd", "report", str(swept / "outputs")], tmp_path, env={"PATH": str(no_tools)})
     assert named.returncode == 0, named.stderr
     assert named.stdout.splitlines()[0] == "wrote report/report.md, report/jsmith12_hw3_programming.tex and the figures"
     assert "YOURJHIDHERE" not in named.stdout

@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
-from conftest import LEARNING, ROOT, ours, run_cli, sweep_metrics
+from conftest import LEARNING, ROOT, ours, run_cli, sweep_metrics, the_study
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 2
@@ -46,12 +45,6 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return result
 
 
-def trials(env: dict[str, str]) -> list[optuna.trial.FrozenTrial]:
-    """The trials of the one study in the test's fresh database."""
-    (summary,) = optuna.get_all_study_summaries(storage=env["QD_STORAGE"])
-    return optuna.load_study(study_name=summary.study_name, storage=env["QD_STORAGE"]).get_trials()
-
-
 def slurm_states(env: dict[str, str]) -> dict[str, str]:
     """Every job Slurm knows, as squeue names it, and its state."""
     listed = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i %T"], env=env,
@@ -72,7 +65,7 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_promotion_takes_its_winner(cl
     assert re.fullmatch(r"sweep done: 2 trials, 2 complete, 0 pruned, 0 failed; the study's best: trial \d, dev "
                         r"accuracy 0\.\d{4}", lines[-1]), lines  # fmt: skip
     records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
-    study = trials(cluster_env)
+    study = the_study(cluster_env["QD_STORAGE"]).trials
     assert [t.state.name for t in study] == ["COMPLETE"] * N_TRIALS
     known = slurm_states(cluster_env)
     for t in study:
@@ -103,7 +96,7 @@ def test_a_cancelled_job_interrupts_its_trial_naming_the_job_and_the_sweep_runs_
                                   if f"train.steps={LONGER}" in p.read_text()], proc)  # fmt: skip
     job_dir = overrides[0].parent.parent
     wait_for(lambda: (job_dir / "densenet.log").exists(), proc)  # training has begun: the trial's job is known
-    (trial,) = [t for t in trials(cluster_env) if t.params["train.steps"] == LONGER]
+    (trial,) = [t for t in the_study(cluster_env["QD_STORAGE"]).trials if t.params["train.steps"] == LONGER]
     job = trial.user_attrs["slurm_job"]
     subprocess.run(["scancel", job], env=cluster_env, check=True)
     out, err = proc.communicate(timeout=300)
@@ -114,7 +107,7 @@ def test_a_cancelled_job_interrupts_its_trial_naming_the_job_and_the_sweep_runs_
     assert any(line.startswith(f"trial {trial.number} interrupted: {reason} (") for line in ours(out)), out
     assert re.fullmatch(r"sweep done: 3 trials, 2 complete, 0 pruned, 0 failed, 1 interrupted; the study's best: "
                         r"trial \d, dev accuracy 0\.\d{4}", ours(out)[-1]), out  # fmt: skip
-    study = trials(cluster_env)
+    study = the_study(cluster_env["QD_STORAGE"]).trials
     assert study[trial.number].state.name == "FAIL" and study[trial.number].user_attrs["qd_reason"] == reason
     complete = [t for t in study if t.state.name == "COMPLETE"]
     assert len(complete) == N_TRIALS, "the cancelled trial does not count toward n_trials"
@@ -132,7 +125,9 @@ def test_a_sweep_killed_while_its_jobs_run_resumes_without_losing_them(cluster_e
     wait_for(lambda: len(list(tmp_path.glob("outputs/sweeps/densenet_lr/*/*/densenet.log"))) == N_TRIALS, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert [t.state.name for t in trials(cluster_env)] == ["RUNNING"] * N_TRIALS, "killed before any trial was told"
+    assert [t.state.name for t in the_study(cluster_env["QD_STORAGE"]).trials] == ["RUNNING"] * N_TRIALS, (
+        "killed before any trial was told"
+    )
 
     again = run(args, tmp_path, cluster_env)
     assert again.returncode == 0, again.stderr
@@ -140,7 +135,7 @@ def test_a_sweep_killed_while_its_jobs_run_resumes_without_losing_them(cluster_e
     outlived = "its job outlived the sweep that launched it"
     assert any(re.fullmatch(rf"waiting for trial \d: {outlived}", line) for line in lines), f"none still ran: {lines}"
     records = {r["trial"]: r for r in sweep_metrics(tmp_path)}
-    for t in trials(cluster_env):
+    for t in the_study(cluster_env["QD_STORAGE"]).trials:
         assert t.state.name == "COMPLETE" and t.value == records[t.number]["best_dev_acc"]
         assert f"trial {t.number}: dev accuracy {t.value:.4f} ({outlived})" in lines
     assert re.fullmatch(rf"study {STUDY} already holds {N_TRIALS} trials of {N_TRIALS}; nothing to run", lines[-1])
@@ -159,7 +154,7 @@ def test_a_job_past_its_time_limit_fails_with_one_line(cluster_env, course_dir, 
     assert said, result.stdout
     reason = said[1]
     assert result.stderr.splitlines()[-1] == f"sweep failed: all 1 trial failed ({reason})"
-    assert trials(cluster_env)[0].state.name == "FAIL"
+    assert the_study(cluster_env["QD_STORAGE"]).trials[0].state.name == "FAIL"
     # Its record, where training had started when the time ran out (a loaded machine may take the minute to start).
     for record in sweep_metrics(tmp_path):
         assert (record["slurm_job"], record["state"], record["reason"]) == (said[2], "failed", reason)

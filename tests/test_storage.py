@@ -3,7 +3,6 @@ writes into another program's database; each failure is one line with hints that
 
 from __future__ import annotations
 
-import hashlib
 import random
 import signal
 import sqlite3
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli, start
+from conftest import ROOT, run_here, sha, start
 
 NOT_A_STUDY = "not an Optuna study database (it holds other tables); expected the storage of a sweep's study"
 
@@ -26,17 +25,13 @@ def foreign_database(path: Path) -> Path:
     return path
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize("command", [["results"], ["promote", "--out", "submission"]])
 def test_results_and_promote_leave_a_foreign_or_empty_database_byte_for_byte_as_it_was(tmp_path, command):
     other, empty = foreign_database(tmp_path / "other.db"), tmp_path / "empty.db"
     empty.touch()
     for db in (other, empty):
         before = sha(db)
-        result = run_cli(["-m", "qd", *command, f"sqlite:///{db}"], tmp_path)
+        result = run_here(["-m", "qd", *command, f"sqlite:///{db}"], tmp_path)
         assert (result.returncode, result.stderr) == (2, f"error: {db}: {NOT_A_STUDY}\n")
         assert sha(db) == before, f"{db.name} changed"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "other.db"], "nothing created"
@@ -45,7 +40,7 @@ def test_results_and_promote_leave_a_foreign_or_empty_database_byte_for_byte_as_
 def test_a_sweep_refuses_to_record_into_another_programs_database(course_dir, tmp_path):
     other = foreign_database(tmp_path / "other.db")
     before = sha(other)
-    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+    result = run_here([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
                       f"hydra.sweeper.storage=sqlite:///{other}"], tmp_path)  # fmt: skip
     assert (result.returncode, result.stderr) == (2, f"error: {other}: {NOT_A_STUDY}\n")
     assert sha(other) == before
@@ -54,11 +49,11 @@ def test_a_sweep_refuses_to_record_into_another_programs_database(course_dir, tm
 def test_a_damaged_database_file_gets_a_files_hint_and_a_server_a_servers(tmp_path):
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"this is not SQLite" * 100)
-    result = run_cli(["-m", "qd", "results", f"sqlite:///{damaged}"], tmp_path)
+    result = run_here(["-m", "qd", "results", f"sqlite:///{damaged}"], tmp_path)
     assert (result.returncode, result.stderr) == (2, f"error: {damaged}: cannot use the study's database file (file "
                                                      "is not a database); it is not an SQLite database: give the sweep "
                                                      "another storage file\n")  # fmt: skip
-    server = run_cli(["-m", "qd", "results", "postgresql://qd:secret@127.0.0.1:1/qd"], tmp_path)
+    server = run_here(["-m", "qd", "results", "postgresql://qd:secret@127.0.0.1:1/qd"], tmp_path)
     assert server.returncode == 2
     assert server.stderr.startswith("error: postgresql://qd:***@127.0.0.1:1/qd: cannot open the study's database (")
     assert server.stderr.endswith("); check that the server runs, that host, port and database are right and that it "
@@ -85,14 +80,14 @@ def test_a_newer_optunas_database_is_one_line_naming_its_version_and_stays_as_it
     for argv in (["-m", "qd", "results", f"sqlite:///{newer}"], ["-m", "qd", "promote", f"sqlite:///{newer}"],
                  [str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
                   f"hydra.sweeper.storage=sqlite:///{newer}"]):  # fmt: skip
-        result = run_cli(argv, tmp_path)
+        result = run_here(argv, tmp_path)
         assert (result.returncode, result.stderr) == (2, expected), argv
     assert sha(newer) == before and sorted(p.name for p in tmp_path.iterdir()) == ["newer.db"]
 
 
 @pytest.mark.parametrize("n_trials", ["0", "-1"])
 def test_a_sweep_of_fewer_than_one_trial_is_refused_before_anything_is_created(course_dir, tmp_path, n_trials):
-    result = run_cli([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
+    result = run_here([str(ROOT / "main_densenet.py"), "+sweep=densenet_lr", f"data.dir={course_dir}",
                       f"hydra.sweeper.n_trials={n_trials}"], tmp_path)  # fmt: skip
     assert (result.returncode, result.stderr) == (2, f"error: hydra.sweeper.n_trials={n_trials}: expected the "
                                                      "study's number of trials, 1 or more\n")  # fmt: skip
@@ -106,14 +101,14 @@ CUT_WHILE_WRITING = """
 import sys
 from qd.core.interrupt import exit_on_ctrl_c
 from qd.experiment.lean_optuna import optuna
-from qd.experiment.storage import open_for_sweep
-from qd.experiment.trial import job_storage, running_trial
+from qd.experiment.storage import open_for_sweep, reachable
+from qd.experiment.trial import running_trial
 
 url = sys.argv[1]
 sweeper = open_for_sweep(url)
 number = optuna.create_study(study_name="cut", storage=sweeper).ask().number
 with exit_on_ctrl_c("interrupted"):
-    trial = running_trial(job_storage(url, "cut"), "cut", number)
+    trial = running_trial(reachable(url, "cut"), "cut", number)
     step = 0
     try:
         print("writing", flush=True)

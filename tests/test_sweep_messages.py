@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LEARNING, ROOT, ours, run_cli, study_trials
+from conftest import LEARNING, ROOT, ours, run_here, study_trials
 from qd.experiment.app import torch_built_for_gpu
 from qd.experiment.outcomes import COMPLETE, DIVERGED, OUTCOME, PRUNED
 
@@ -204,11 +204,11 @@ def test_results_of_a_study_without_a_complete_trial_and_of_a_missing_database(c
     assert failed.stderr.splitlines()[-1].startswith("sweep failed: all 2 trials failed or diverged (training "
                                                      "diverged at step ")  # fmt: skip
     for source in ("sqlite:///outputs/sweeps/densenet_lr.db", "outputs/sweeps"):
-        listed = run_cli(["-m", "qd", "results", source], tmp_path)
+        listed = run_here(["-m", "qd", "results", source], tmp_path)
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.endswith("\nno complete trial: 2 failed, diverged, pruned or running\n")
         assert len(re.findall(r" DIVERGED ", listed.stdout)) == 2, listed.stdout
-    missing = run_cli(["-m", "qd", "results", "sqlite:///outputs/sweeps/nope.db"], tmp_path)
+    missing = run_here(["-m", "qd", "results", "sqlite:///outputs/sweeps/nope.db"], tmp_path)
     assert missing.returncode == 2
     assert missing.stderr == ("error: sqlite:///outputs/sweeps/nope.db: no such database file "
                               "(outputs/sweeps/nope.db); expected the storage of a sweep's study\n")  # fmt: skip

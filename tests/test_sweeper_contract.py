@@ -4,7 +4,6 @@ its meaning, Hydra's callbacks, one study shared by several processes, and one l
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, ours, run_cli
+from conftest import ROOT, ours, run_here, start
 
 APP = ROOT / "tests/apps/objectives.py"
 RECORDER = "+hydra.callbacks.recorder._target_=objectives.Recorder"
@@ -20,14 +19,7 @@ RECORDER = "+hydra.callbacks.recorder._target_=objectives.Recorder"
 
 def sweep(cwd: Path, config: str, *overrides: str) -> subprocess.CompletedProcess:
     """A sweep of the app with `config` (tests/apps/conf), in `cwd`, its folder `multirun`."""
-    return run_cli([str(APP), "--config-name", config, "-m", *overrides], cwd, timeout=300)
-
-
-def start(cwd: Path, config: str, *overrides: str) -> subprocess.Popen:
-    """The same sweep, started and left to run."""
-    return subprocess.Popen([sys.executable, str(APP), "--config-name", config, "-m", *overrides], cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return run_here([str(APP), "--config-name", config, "-m", *overrides], cwd)
 
 
 def study(cwd: Path, name: str, file: str = "study.db"):
@@ -59,7 +51,7 @@ def test_a_function_to_minimize_reports_the_studys_minimum_near_the_optimum(tmp_
     for job in jobs(tmp_path / "multirun"):  # the trial's number reaches the job as Hydra's own job number
         trial = held.trials[job["num"]]
         assert (job["x"], job["y"], job["value"]) == (trial.params["x"], trial.params["y"], trial.value)
-    listed = run_cli(["-m", "qd", "results", "sqlite:///study.db"], tmp_path)
+    listed = run_here(["-m", "qd", "results", "sqlite:///study.db"], tmp_path)
     assert listed.stdout.splitlines()[0] == "study sphere: 25 trials, to minimize its value"
     assert listed.stdout.splitlines()[-1] == f"best: study sphere trial {best.number}, value {best.value:.4f}"
 
@@ -166,7 +158,8 @@ def test_the_deprecated_search_space_is_searched_with_the_sweepers_warning(tmp_p
 @pytest.mark.parametrize("config, n_trials", [("sphere", 12), ("grid", 9), ("pareto", 12)])
 def test_three_sweep_processes_share_one_sqlite_study(tmp_path, config, n_trials):
     overrides = ["hydra.sweeper.storage=sqlite:///study.db", f"hydra.sweeper.n_trials={n_trials}"]
-    processes = [start(tmp_path, config, *overrides, f"hydra.sweep.dir=m{i}") for i in range(3)]
+    processes = [start([sys.executable, str(APP), "--config-name", config, "-m", *overrides, f"hydra.sweep.dir=m{i}"],
+                       tmp_path) for i in range(3)]  # fmt: skip
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
     trials = study(tmp_path, config).trials
@@ -202,7 +195,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("overrides, expected", REFUSED, ids=lambda v: str(v)[:40])
 def test_a_setting_that_cannot_be_honoured_is_one_line_before_anything_is_created(tmp_path, overrides, expected):
-    result = run_cli([str(APP), "-m", *overrides], tmp_path)
+    result = run_here([str(APP), "-m", *overrides], tmp_path)
     assert (result.returncode, ours(result.stderr)) == (2, [expected]), result.stderr
     assert list(tmp_path.iterdir()) == [], "no folder, no database"
 
@@ -220,18 +213,18 @@ def test_qds_own_runs_and_sweeps_go_through_hydras_run_and_multirun(course_dir, 
         (tmp_path / "events.jsonl").unlink()
         return [(e["event"], e.get("status")) for e in map(json.loads, lines)]
 
-    run = run_cli([main, *common], tmp_path)
+    run = run_here([main, *common], tmp_path)
     assert run.returncode == 0, run.stderr
     assert events() == [("on_run_start", None), ("on_job_start", None), ("on_job_end", "COMPLETED"),
                         ("on_run_end", "COMPLETED")]  # fmt: skip
 
-    diverging = run_cli([main, *common, "optimizer=sgd", "optimizer.lr=10000"], tmp_path)
+    diverging = run_here([main, *common, "optimizer=sgd", "optimizer.lr=10000"], tmp_path)
     assert diverging.returncode == 2 and ours(diverging.stderr) == [diverging.stderr.strip()], diverging.stderr
     assert diverging.stderr.startswith("error: training diverged at step ")
     assert events() == [("on_run_start", None), ("on_job_start", None), ("on_job_end", "FAILED"),
                         ("on_run_end", "FAILED")]  # fmt: skip
 
-    swept = run_cli([main, *common, "+sweep=densenet_lr", "hydra.sweeper.n_trials=2", "hydra.sweep.dir=swept",
+    swept = run_here([main, *common, "+sweep=densenet_lr", "hydra.sweeper.n_trials=2", "hydra.sweep.dir=swept",
                      "optimizer.lr=tag(log, interval(1e-4, 1e-2))"], tmp_path)  # fmt: skip
     assert swept.returncode == 0, swept.stderr
     assert events() == [("on_multirun_start", None), *[("on_job_start", None), ("on_job_end", "COMPLETED")] * 2,

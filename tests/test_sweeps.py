@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LEARNING, ROOT, run_cli, study_trials, sweep_metrics
+from conftest import LEARNING, ROOT, run_cli, run_here, study_trials, sweep_metrics
 from qd.experiment.results import collect, table
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def sweep(workdir: Path, course_dir: Path, *overrides: str, model: str = "densen
     learning = [] if model != "densenet" or any(o.startswith("optimizer") for o in overrides) else [LEARNING]
     args = [str(ROOT / f"main_{model}.py"), "-m", f"data.dir={course_dir}", f"train.steps={steps}",
             "train.eval_every=10", *learning, *overrides]  # fmt: skip
-    return run_cli(args, workdir, timeout=400)
+    return run_here(args, workdir)
 
 
 def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
@@ -51,7 +51,7 @@ def test_lr_sweep_finds_a_winner_that_results_reports(course_dir, tmp_path):
         assert trial.intermediate_values == pytest.approx(logged, abs=1e-6), "each evaluation reported to the study"
         assert trial.value == pytest.approx(max(logged.values()), abs=1e-6)
         assert Path(r["checkpoint"]).is_file() and r["state"] == "complete"
-    printed = run_cli(["-m", "qd", "results", str(tmp_path / "outputs/sweeps")], tmp_path)
+    printed = run_here(["-m", "qd", "results", str(tmp_path / "outputs/sweeps")], tmp_path)
     expected = f"best: densenet study {best['study']} trial {best['trial']}, dev accuracy {best['best_dev_acc']:.4f}"
     assert expected in printed.stdout
     served = dashboard_study(tmp_path / "outputs/sweeps/densenet_lr.db")
@@ -110,7 +110,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
 
     interrupted_before = [t for t in study_trials(tmp_path, "densenet_lr") if t.state.name == "RUNNING"]
     assert len(interrupted_before) == 1, "the kill came while a trial ran"
-    result = run_cli(args, tmp_path, timeout=400)
+    result = run_here(args, tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.search(r"resuming study densenet_lr-\w+: \d finished trials kept, 1 interrupted to run again, \d to run",
                      result.stdout), result.stdout  # fmt: skip
@@ -128,7 +128,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     assert len(sweep_dirs) == 2, "each invocation has its own folder: nothing overwritten"
     assert all(m in sweep_metrics(tmp_path) for m in first if m["state"] == "complete")
 
-    again = run_cli(args, tmp_path)
+    again = run_here(args, tmp_path)
     assert again.returncode == 0 and "already holds 4 trials of 4; nothing to run" in again.stdout
 
 
@@ -329,10 +329,10 @@ def test_a_sweep_of_another_fixed_configuration_is_another_study(course_dir, tmp
     assert name not in relabelled.stdout and other not in relabelled.stdout
 
     storage = f"sqlite:///{tmp_path}/outputs/sweeps/densenet_lr.db"
-    shown = run_cli(["-m", "qd", "results", storage, "--study", other], tmp_path)
+    shown = run_here(["-m", "qd", "results", storage, "--study", other], tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "\n  train.steps: 30\n" in shown.stdout and f"\n  data.dir: {data}\n" in shown.stdout
     assert len(collect([storage])) == 3 and len({r["study"] for r in collect([storage])}) == 3
-    unknown = run_cli(["-m", "qd", "results", storage, "--study", "densenet_lr"], tmp_path)
+    unknown = run_here(["-m", "qd", "results", storage, "--study", "densenet_lr"], tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.startswith(
         f"error: --study densenet_lr: no such study in {storage}; expected one of densenet_lr-")  # fmt: skip
