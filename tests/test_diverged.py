@@ -11,7 +11,7 @@ from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import COMPLETE, DIVERGED, FAILED, Ended
 from qd.experiment.samplers import make_sampler
 from qd.experiment.search import SearchSpace
-from qd.experiment.storage import in_memory
+from qd.experiment.storage import new_in_memory
 
 BREAKS_ABOVE = 0.05  # a learning rate above which this stand-in for the dense net diverges
 
@@ -29,8 +29,9 @@ def sweep(told_as: str, n_trials: int = 30) -> list[float]:
     sampler = make_sampler(OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "seed": 0,
                                              "n_startup_trials": 5}), space)  # fmt: skip
     name = f"learns-{told_as}-{n_trials}"
-    study = optuna.create_study(study_name=name, storage=in_memory(name), sampler=sampler, direction="maximize")
-    broker = Broker(study, in_memory(name), space, n_trials)
+    storage = new_in_memory(name)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize")
+    broker = Broker(study, storage, space, n_trials)
     drawn = []
     while (asked := broker.ask()[0]) is not None:
         trial, _ = asked
