@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 
@@ -27,8 +28,9 @@ def run(model: str, argv: list[str]) -> None:
         with exit_on_ctrl_c(INTERRUPTED_COURSE):
             with exit_on_user_error():
                 check_frozen_defaults()
-            course_data(model, argv)
-            cli.main(model, argv)
+            args = cli.parse_args(model, argv)
+            course_data(model, args, argv)
+            cli.run(model, args)
         return
     sweep = any(a in ("-m", "--multirun") or a.lstrip("+").startswith("sweep=") for a in argv)
     with exit_on_ctrl_c(INTERRUPTED_SWEEP if sweep else INTERRUPTED_RUN), exit_on_user_error():
@@ -39,13 +41,12 @@ def run(model: str, argv: list[str]) -> None:
         run_hydra(model, argv)
 
 
-def course_data(model: str, argv: list[str]) -> None:
-    """The course command line's data, once its flags are checked: data/real_sample is built from the drawings qd
+def course_data(model: str, args: argparse.Namespace, argv: list[str]) -> None:
+    """The data of the course command line `argv` (parsed: `args`): data/real_sample is built from the drawings qd
     carries on first use, and datasets/ without the course's files is one line naming the same command on those
     drawings."""
     from pathlib import Path
 
-    args = cli.parse_args(model, argv)
     from qd.datasets.prepare import REAL_SAMPLE_DIR, check_course_data, ensure_data
 
     data_dir = Path(args.dataDir)

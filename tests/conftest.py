@@ -72,6 +72,7 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> s
             warnings.showwarning = show_warning
             try:
                 if args[0] == "-m":
+                    sys.modules.pop(f"{args[1]}.__main__", None)  # a test's import of it: runpy runs it afresh
                     runpy.run_module(args[1], run_name="__main__", alter_sys=True)
                 else:
                     sys.path.insert(0, str(Path(args[0]).parent))  # as `python script.py` does

@@ -112,9 +112,12 @@ def parse_args(model: str, argv: list[str]) -> argparse.Namespace:
 
 
 def main(model: str, argv: list[str] | None = None) -> None:
-    """The course command line of main_<model>.py, on `argv` (default: the process's arguments); when it is done,
-    it ends the process (exit_now)."""
-    args = parse_args(model, sys.argv[1:] if argv is None else argv)
+    """The course command line of main_<model>.py, on `argv` (default: the process's arguments)."""
+    run(model, parse_args(model, sys.argv[1:] if argv is None else argv))
+
+
+def run(model: str, args: argparse.Namespace) -> None:
+    """Train or predict as the parsed course flags `args` say; when it is done, end the process (exit_now)."""
     with exit_on_user_error():
         if args.mode == "train":
             run_train(model, args)
