@@ -265,3 +265,15 @@ def test_without_the_course_files_the_error_names_the_command_on_the_real_drawin
     ran = run_cli([str(ROOT / "main_densenet.py"), *shlex.split(instead)[2:]], tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "data/real_sample/fruit_test_images.npy").is_file(), "built on first use"
+
+
+def test_a_course_run_that_diverges_names_the_flag_and_records_the_config_key(workdir):
+    """One error, rendered once per front end: the course command line's line names --LR, the record (which results,
+    promote and the report read beside sweep trials') the config key."""
+    diverging = [_main(), "--mode", "train", "--LR", "10000", "--bs", "50", "--epochs", "200"]
+    result = run_here(diverging, workdir)
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: training diverged at step \d+ \(loss [^)]+\); try a smaller --LR \(optimizer\.lr\)\n",
+                        result.stderr), result.stderr  # fmt: skip
+    (record,) = [json.loads(p.read_text()) for p in (workdir / "model_files").glob("*.json")]
+    assert record["state"] == "diverged" and record["reason"].endswith("; try a smaller optimizer.lr"), record

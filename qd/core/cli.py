@@ -118,7 +118,7 @@ def main(model: str, argv: list[str] | None = None) -> None:
 
 def run(model: str, args: argparse.Namespace) -> None:
     """Train or predict as the parsed course flags `args` say; when it is done, end the process (exit_now)."""
-    with exit_on_user_error():
+    with exit_on_user_error(course=True):
         if args.mode == "train":
             run_train(model, args)
         else:

@@ -17,7 +17,22 @@ KEY_FLAGS = {key: flag for flag, key in FLAG_KEYS.items()}
 
 
 class QDError(Exception):
-    """Bad input or a refused operation; the message names the file or flag and what was expected."""
+    """Bad input or a refused operation; the message names the file or setting and what was expected. `keys`: the
+    config keys it names, in config terms (optimizer.lr), which the course command line shows with their flags."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message, keys)  # all in args: the error crosses processes (pickled) whole
+        self.keys = keys
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def in_course_terms(self) -> str:
+        """The message as the course command line says it: `optimizer.lr` becomes `--LR (optimizer.lr)`."""
+        message = str(self)
+        for key in self.keys:
+            message = message.replace(key, f"{KEY_FLAGS[key]} ({key})")
+        return message
 
 
 class Pruned(Exception):
@@ -29,12 +44,9 @@ class DidNotTrain(QDError):
     `chance` is the accuracy of a model that did not train: what a sweep's sampler is told such a trial scored, so
     that it learns where training breaks."""
 
-    def __init__(self, message: str, chance: float) -> None:
-        super().__init__(message, chance)  # both in args: the error crosses processes (pickled) whole
-        self.chance = chance
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    def __init__(self, message: str, chance: float, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message, keys)
+        self.args, self.chance = (message, chance, keys), chance
 
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")  # train.device
@@ -65,12 +77,13 @@ def pick_device(name: str, cuda: int, mps: bool) -> str:
 
 
 @contextlib.contextmanager
-def exit_on_user_error() -> Iterator[None]:
-    """Turn a QDError into `error: <message>` on stderr and exit status 2, like argparse."""
+def exit_on_user_error(course: bool = False) -> Iterator[None]:
+    """Turn a QDError into `error: <message>` on stderr and exit status 2, like argparse; with `course`, the message
+    in the course command line's terms."""
     try:
         yield
     except QDError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.in_course_terms() if course else e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -103,15 +116,3 @@ def one_line(error: BaseException) -> str:
     """The first line of an error; the exception type too, unless it is a qd error (already plain words)."""
     text = (str(error).strip().splitlines() or [""])[0]
     return text if isinstance(error, QDError) else f"{type(error).__name__}: {text}".rstrip(": ")
-
-
-def flag(key: str) -> str:
-    """A config key with its course flag, e.g. `--LR (optimizer.lr)`."""
-    return f"{KEY_FLAGS[key]} ({key})" if key in KEY_FLAGS else key
-
-
-def config_terms(message: str) -> str:
-    """`message` as Hydra overrides spell settings: `--LR (optimizer.lr)` becomes `optimizer.lr`."""
-    for key in KEY_FLAGS:
-        message = message.replace(flag(key), key)
-    return message

@@ -27,7 +27,7 @@ from qd.core.checkpoint import LIMITS, checkpoint_bytes, save_checkpoint
 from qd.core.course import submitted_as
 from qd.core.cpu import MEMORY_FORMATS, memory_format
 from qd.core.data import N_CLASSES, Split, load_split, require_files
-from qd.core.errors import DidNotTrain, QDError, flag
+from qd.core.errors import DidNotTrain, QDError
 from qd.core.models import build_model, count_parameters
 from qd.core.runtime import configure_cpu, resolve_device
 
@@ -84,16 +84,17 @@ def check_options(cfg: dict, model: bool = True) -> None:
 
 
 def check_config(cfg: dict, n_train: int) -> None:
-    """Refuse settings that cannot train, naming the flag."""
+    """Refuse settings that cannot train, naming the setting."""
     lr, bs, steps = cfg["optimizer"]["lr"], cfg["train"]["batch_size"], cfg["train"]["steps"]
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise QDError(f"{flag('optimizer.lr')}: got {lr}; expected a positive learning rate")
+        raise QDError(f"optimizer.lr: got {lr}; expected a positive learning rate", ("optimizer.lr",))
     if not (isinstance(bs, int) and 0 < bs <= n_train):
         raise QDError(
-            f"{flag('train.batch_size')}: got {bs}; expected a whole number from 1 to {n_train} (training images)"
+            f"train.batch_size: got {bs}; expected a whole number from 1 to {n_train} (training images)",
+            ("train.batch_size",),
         )
     if not (isinstance(steps, int) and steps > 0):
-        raise QDError(f"{flag('train.steps')}: got {steps}; expected a positive number of optimisation steps")
+        raise QDError(f"train.steps: got {steps}; expected a positive number of optimisation steps", ("train.steps",))
     if not (isinstance(ema := cfg["train"]["ema"], (int, float)) and 0 <= ema < 1):
         raise QDError(f"train.ema: got {ema}; expected 0 (off) or a decay from 0 to 1, such as 0.998")
     if not (isinstance(bound := cfg["train"]["max_loss"], (int, float)) and bound > 0):
@@ -246,8 +247,9 @@ def fit(
                 value = loss.item()
                 above = f", above train.max_loss={tcfg['max_loss']:g}" if math.isfinite(value) else ""
                 raise Diverged(
-                    f"training diverged at step {step} (loss {value:.4g}{above}); try a smaller {flag('optimizer.lr')}",
+                    f"training diverged at step {step} (loss {value:.4g}{above}); try a smaller optimizer.lr",
                     1 / N_CLASSES,
+                    ("optimizer.lr",),
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -272,8 +274,9 @@ def fit(
                 if after and step >= after and best["dev_acc"] <= 1 / N_CLASSES + LEARNING_MARGIN:
                     raise NotLearning(
                         f"not learning: dev accuracy at most {best['dev_acc']:.4f} by step {step} (chance "
-                        f"{1 / N_CLASSES:.4f}; train.not_learning_after={after}); try another {flag('optimizer.lr')}",
+                        f"{1 / N_CLASSES:.4f}; train.not_learning_after={after}); try another optimizer.lr",
                         1 / N_CLASSES,
+                        ("optimizer.lr",),
                     )
                 if on_eval:
                     called = time.perf_counter()
@@ -283,8 +286,9 @@ def fit(
                 progress.update(step, f"loss {loss.item():.3f}")
     except torch.cuda.OutOfMemoryError:
         raise QDError(
-            f"train.device={tcfg['device']}: out of memory at step {step}; try a smaller {flag('train.batch_size')}"
-            " or a smaller model"
+            f"train.device={tcfg['device']}: out of memory at step {step}; try a smaller train.batch_size or a smaller "
+            "model",
+            ("train.batch_size",),
         ) from None
     finally:
         progress.close()

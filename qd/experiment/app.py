@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from qd.core.course import submitted_as
-from qd.core.errors import QDError, check_device, config_terms, disk_errors
+from qd.core.errors import QDError, check_device, disk_errors
 from qd.core.interrupt import held
 from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
 from qd.experiment import compat, slurm, workers
@@ -357,11 +357,8 @@ def task(cfg: DictConfig) -> float:
             record = run_qd_job(job_cfg, **files, info={**info, **trial.info}, on_eval=trial.on_eval, workers=workers)
         return record["best_dev_acc"]
     with disk_errors(out, f"{out} keeps what the run had written"):
-        try:
-            ensure_data(job_cfg["data"])
-            record = run_qd_job(job_cfg, **files, info=info, workers=workers)
-        except QDError as e:
-            raise QDError(config_terms(str(e))) from None
+        ensure_data(job_cfg["data"])
+        record = run_qd_job(job_cfg, **files, info=info, workers=workers)
     print(f"{model}: best dev accuracy {record['best_dev_acc']:.4f} at step {record['best_step']}; wrote {out}")
     return record["best_dev_acc"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from qd.core.errors import DidNotTrain, Pruned, QDError, config_terms, disk_error, one_line
+from qd.core.errors import Pruned, QDError, disk_error, one_line
 from qd.experiment import slurm
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import JOB_DIR, JOB_DIR_FROM_DATABASE, SLURM_JOB, SWEEPER, WORKER
@@ -78,12 +78,8 @@ class JobTrial:
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
-        """An error that ends the job, as one line in config terms (QDError, which every launcher carries back);
-        Pruned as it is; an interrupt untouched."""
-        if isinstance(error, DidNotTrain):
-            raise DidNotTrain(config_terms(str(error)), error.chance) from None
+        """An error that ends the job, as one line (QDError, which every launcher carries back); Pruned and a
+        QDError as they are; an interrupt untouched."""
         if isinstance(error, Exception) and not isinstance(error, (Pruned, QDError)):
             error = disk_error(error, ".", "its folder keeps what it wrote") or error
-            raise QDError(config_terms(one_line(error))) from None
-        if isinstance(error, QDError):
-            raise QDError(config_terms(str(error))) from None
+            raise QDError(one_line(error)) from None
