@@ -100,7 +100,7 @@ def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir,
     check_study(trials, 10)
     check_records(trials, tmp_path)
     assert [t.number for t in trials if interrupted(t)] == [cut.number]
-    assert trials[cut.number].user_attrs["qd_reason"] == "interrupted (its process died)"
+    assert trials[cut.number].user_attrs[REASON] == "interrupted (its process died)"
 
 
 # `python KILLER K SCRIPT ARGS...`: SCRIPT, killed with SIGKILL right after the Kth commit (0: the first) since the
@@ -199,7 +199,7 @@ def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_agai
         assert time.time() - sent <= 3.0, attempt
         trials = study(storage)
         assert not [t.number for t in trials if t.state.name == "RUNNING"], f"try {attempt} left a trial running"
-        assert all(t.user_attrs["qd_reason"] == "interrupted (Ctrl-C)" for t in trials if interrupted(t))
+        assert all(t.user_attrs[REASON] == "interrupted (Ctrl-C)" for t in trials if interrupted(t))
     trials = study(storage)
     cut = [t for t in trials if interrupted(t)]
     assert len(cut) >= 4, "the tries in training cut their trials"

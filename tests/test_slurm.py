@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LEARNING, ROOT, ours, run_cli, sweep_metrics, the_study
+from qd.experiment.outcomes import REASON
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 2
@@ -108,7 +109,7 @@ def test_a_cancelled_job_interrupts_its_trial_naming_the_job_and_the_sweep_runs_
     assert re.fullmatch(r"sweep done: 3 trials, 2 complete, 0 pruned, 0 failed, 1 interrupted; the study's best: "
                         r"trial \d, dev accuracy 0\.\d{4}", ours(out)[-1]), out  # fmt: skip
     study = the_study(cluster_env["QD_STORAGE"]).trials
-    assert study[trial.number].state.name == "FAIL" and study[trial.number].user_attrs["qd_reason"] == reason
+    assert study[trial.number].state.name == "FAIL" and study[trial.number].user_attrs[REASON] == reason
     complete = [t for t in study if t.state.name == "COMPLETE"]
     assert len(complete) == N_TRIALS, "the cancelled trial does not count toward n_trials"
     assert sorted(t.params["train.steps"] for t in complete) == [20, LONGER], "it ran again, with its parameters"

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, ours, run_here, start
+from qd.experiment.outcomes import REASON
 
 APP = ROOT / "tests/apps/objectives.py"
 RECORDER = "+hydra.callbacks.recorder._target_=objectives.Recorder"
@@ -141,7 +142,7 @@ def test_max_failure_rate_stops_the_sweep_after_a_batch_that_failed_too_often(tm
     assert ours(result.stderr) == ["sweep stopped: 1 of 1 trial failed, more than hydra.sweeper.max_failure_rate=0"]
     trials = study(tmp_path, "sphere").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * (len(trials) - 1) + ["FAIL"] and len(trials) < 20
-    assert trials[-1].user_attrs["qd_reason"] == f"ValueError: x={trials[-1].params['x']} is above 2"
+    assert trials[-1].user_attrs[REASON] == f"ValueError: x={trials[-1].params['x']} is above 2"
 
 
 @pytest.mark.slow

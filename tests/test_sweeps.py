@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import LEARNING, ROOT, run_cli, run_here, study_trials, sweep_metrics
+from qd.experiment.outcomes import DIVERGED, FAILED, OUTCOME, REASON
 from qd.experiment.results import collect, table
 
 pytestmark = pytest.mark.slow
@@ -115,7 +116,7 @@ def test_a_killed_sweep_resumes_keeping_completed_trials(course_dir, tmp_path):
     assert re.search(r"resuming study densenet_lr-\w+: \d finished trials kept, 1 interrupted to run again, \d to run",
                      result.stdout), result.stdout  # fmt: skip
     trials = study_trials(tmp_path, "densenet_lr")
-    interrupted = [t for t in trials if t.user_attrs.get("qd_reason") == "interrupted (its process died)"]
+    interrupted = [t for t in trials if t.user_attrs.get(REASON) == "interrupted (its process died)"]
     usable = [t for t in trials if t not in interrupted]
     assert [t.number for t in interrupted] == [interrupted_before[0].number]
     assert len(usable) == 4 and all(t.state.name == "COMPLETE" for t in usable), "4 usable trials, as asked for"
@@ -146,12 +147,12 @@ def test_a_diverging_trial_teaches_the_sampler_and_does_not_end_the_sweep(course
     assert result.returncode == 0, result.stderr
     trials = study_trials(tmp_path, "densenet_lr")
     by_lr = {t.params["optimizer.lr"]: t for t in trials}
-    assert by_lr[0.01].state.name == "COMPLETE" and "qd_outcome" not in by_lr[0.01].user_attrs
+    assert by_lr[0.01].state.name == "COMPLETE" and OUTCOME not in by_lr[0.01].user_attrs
     diverged = [m for m in sweep_metrics(tmp_path) if m["state"] == "diverged"]
     assert diverged and all("training diverged at step" in m["reason"] for m in diverged)
     for t in (t for t in trials if t.params["optimizer.lr"] == 10000.0):
-        assert (t.state.name, t.value, t.user_attrs["qd_outcome"]) == ("COMPLETE", 1 / 6, "diverged")
-        assert t.user_attrs["qd_reason"].startswith("training diverged at step")
+        assert (t.state.name, t.value, t.user_attrs[OUTCOME]) == ("COMPLETE", 1 / 6, DIVERGED)
+        assert t.user_attrs[REASON].startswith("training diverged at step")
     assert re.search(r"^trial \d diverged: training diverged at step \d+ ", result.stdout, re.M), result.stdout
 
 
@@ -167,7 +168,7 @@ def test_a_sweep_where_every_trial_fails_says_so_in_one_line(course_dir, tmp_pat
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith("sweep failed:")]
     assert len(ours) == 1 and ours[0].startswith("sweep failed: all 2 trials failed or diverged (training diverged at")
-    assert [t.user_attrs["qd_outcome"] for t in study_trials(tmp_path, "densenet_lr")] == ["diverged", "diverged"]
+    assert [t.user_attrs[OUTCOME] for t in study_trials(tmp_path, "densenet_lr")] == [DIVERGED, DIVERGED]
 
 
 def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, tmp_path):
@@ -298,7 +299,7 @@ def test_a_trial_refused_before_training_fails_with_its_reason_and_leaves_no_rec
         r"sweep failed: all 1 trial failed \(model \{.*'width': 48, 'depth': 3.*\}: its checkpoint would be "
         r"[\d,]+ bytes; bestmodel allows at most 1,000,000\)", ours[0]), ours  # fmt: skip
     trial = study_trials(tmp_path, "bestmodel")[0]
-    assert trial.state.name == "FAIL" and trial.user_attrs["qd_outcome"] == "failed"
+    assert trial.state.name == "FAIL" and trial.user_attrs[OUTCOME] == FAILED
     assert 0.01 <= trial.params["optimizer.lr"] <= 0.5, "SGD fixed on the command line: SGD's range is searched"
     assert {"optimizer.momentum", "optimizer.weight_decay"} <= trial.params.keys()
     assert sweep_metrics(tmp_path) == [], "a job refused before training writes no record"
