@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from qd import ROOT
+from qd.core.interrupt import EXIT_STATUS
 from qd.datasets.prepare import ensure_data
 from qd.deliver.jhid import PLACEHOLDER
 from qd.deliver.promote import describe, promote
@@ -52,11 +53,13 @@ def run_sweep(model: str, preset: str, trials: int, steps: int, fixed: tuple[str
         code = sweep.wait()
     except KeyboardInterrupt:  # a terminal's Ctrl-C reached the sweep too: it says so in its own line
         try:
-            sweep.wait(timeout=5)
+            code = sweep.wait(timeout=5)
         except subprocess.TimeoutExpired:  # the signal came to this process alone: passed on
             sweep.send_signal(signal.SIGINT)
-            sweep.wait()
-        raise SystemExit(130) from None
+            code = sweep.wait()
+        if code != EXIT_STATUS:  # the sweep did not hear it (it ended meanwhile): the demo's own line says it
+            raise
+        raise SystemExit(EXIT_STATUS) from None
     if code:
         raise SystemExit(code)  # the sweep said why
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         demo()
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED_DEMO}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_STATUS) from None
 
 
 def demo() -> None:
