@@ -4,6 +4,7 @@ its meaning, Hydra's callbacks, one study shared by several processes, and one l
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, ours, run_here, start
-from qd.experiment.outcomes import REASON
+from qd.experiment.outcomes import INTERRUPTED, INTERRUPTED_SWEEP, OUTCOME, REASON
 
 APP = ROOT / "tests/apps/objectives.py"
 RECORDER = "+hydra.callbacks.recorder._target_=objectives.Recorder"
@@ -231,3 +232,16 @@ def test_qds_own_runs_and_sweeps_go_through_hydras_run_and_multirun(course_dir, 
     assert events() == [("on_multirun_start", None), *[("on_job_start", None), ("on_job_end", "COMPLETED")] * 2,
                         ("on_multirun_end", None)]  # fmt: skip
     assert yaml.safe_load((tmp_path / "swept/multirun.yaml").read_text())["hydra"]["sweeper"]["n_trials"] == 2
+
+
+def test_a_ctrl_c_that_the_jobs_code_turns_into_another_error_still_interrupts_its_trial(tmp_path):
+    sweep = start([sys.executable, str(APP), "--config-name", "sphere", "-m", "hydra.sweeper.storage=sqlite:///study.db",
+                   "hydra.sweeper.n_trials=3", "+wait_for_ctrl_c=true"], tmp_path)  # fmt: skip
+    for line in sweep.stdout:  # Hydra's lines, then the job's
+        if line == "waiting\n":
+            break
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=30)
+    assert (sweep.returncode, ours(err)) == (130, [INTERRUPTED_SWEEP]), err
+    (trial,) = study(tmp_path, "sphere").trials
+    assert (trial.user_attrs[OUTCOME], trial.user_attrs[REASON]) == (INTERRUPTED, "interrupted (Ctrl-C)")

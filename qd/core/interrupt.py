@@ -32,10 +32,12 @@ EXIT_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C ended
 
 
 class _Hold:
-    """How deep the main thread is in held sections, and whether a Ctrl-C waits for them to end."""
+    """How deep the main thread is in held sections, whether a Ctrl-C waits for them to end, and whether one was
+    heard in the current exit_on_ctrl_c block."""
 
     depth = 0
     pending = False
+    heard = False
 
 
 _hold = _Hold()
@@ -56,6 +58,12 @@ def held() -> Iterator[None]:
         if not _hold.depth and _hold.pending:
             _hold.pending = False
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+
+def ctrl_c_heard() -> bool:
+    """Whether Ctrl-C came during the current exit_on_ctrl_c block: code that a KeyboardInterrupt passed through may
+    have turned it into another error (a clean-up that raised over it), which only this still tells."""
+    return _hold.heard
 
 
 @contextlib.contextmanager
@@ -82,6 +90,7 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
     def on_sigint(signum: int, frame: object) -> None:
         if hit.is_set():  # a second Ctrl-C does not cut the clean-up of the first
             return
+        _hold.heard = True
         if _hold.depth:
             _hold.pending = True
             return
@@ -123,3 +132,4 @@ def exit_on_ctrl_c(message: str) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.set_wakeup_fd(previous_fd)
         sys.unraisablehook = previous_hook
+        _hold.heard = False

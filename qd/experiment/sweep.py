@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from qd.core.errors import disk_errors
+from qd.core.interrupt import ctrl_c_heard
 from qd.experiment import lines
 from qd.experiment.broker import Broker, ended_how
 from qd.experiment.compat import BASIC_LAUNCHER
@@ -171,6 +172,8 @@ class Sweep:
 
         if inline:
             launch()
+            if ctrl_c_heard():  # the job's code turned Ctrl-C into another error: the trial was cut, not failed
+                raise KeyboardInterrupt
         else:
             threading.Thread(target=launch, name=f"qd-trial-{number}", daemon=True).start()
 

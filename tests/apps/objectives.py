@@ -1,5 +1,6 @@
 """A small Hydra app that is not qd's, for testing qd's sweeper as any app would use it: a function of x and y
-to minimize (one objective, or two), a job that fails where told, and a callback that records Hydra's events.
+to minimize (one objective, or two), a job that fails where told (or turns Ctrl-C into another error), and a
+callback that records Hydra's events.
 
     python tests/apps/objectives.py --config-name sphere -m
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import hydra
@@ -21,6 +23,12 @@ def objective(cfg: DictConfig) -> float | tuple[float, float]:
     """(x - 1)^2 + (y + 2)^2, whose minimum 0 lies at (1, -2); with two objectives, also x^2 + y^2."""
     if cfg.fail_above is not None and cfg.x > cfg.fail_above:
         raise ValueError(f"x={cfg.x} is above {cfg.fail_above}")
+    if cfg.get("wait_for_ctrl_c"):  # then raise another error over it, as a clean-up that fails can
+        print("waiting", flush=True)
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            raise ValueError("a clean-up that failed over Ctrl-C") from None
     first = (cfg.x - 1) ** 2 + (cfg.y + 2) ** 2 + cfg.z**2
     with open(os.path.join(HydraConfig.get().runtime.output_dir, "value.json"), "w") as f:
         json.dump({"num": HydraConfig.get().job.num, "x": cfg.x, "y": cfg.y, "value": first}, f)
