@@ -65,7 +65,7 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> s
     os.environ.update({"PYTHONPATH": str(ROOT), **(env or {})})  # as run_cli's, for the processes it starts
     os.chdir(cwd)
     os._exit = end_command
-    sys.argv = [args[0], *args[1:]] if args[0] != "-m" else [args[1], *args[2:]]
+    sys.argv = args[1:] if args[0] == "-m" else list(args)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
             warnings.filters[:] = PROCESS_WARNING_FILTERS  # each warning shown once a command, on its stderr
