@@ -46,11 +46,11 @@ def run_cli(
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """run_cli's `python <args>` (a script, or -m qd ...) in this process, from `cwd` with `env` added: the same exit
-    status and output, without a process's start-up and imports (3 to 4 s). For commands that need no process of
-    their own: not Ctrl-C, kill -9, timings or how a process ends (os._exit, which the course command line ends with,
-    ends the command here)."""
+def run_here(args: list[str], cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    """run_cli's `python <args>` (a script, or -m qd ...) in this process, from `cwd` with `env` added (a None value
+    unsets its variable): the same exit status and output, without a process's start-up and imports (3 to 4 s). For
+    commands that need no process of their own: not Ctrl-C, kill -9, timings or how a process ends (os._exit, which
+    the course command line ends with, ends the command here)."""
     import contextlib
     import io
     import logging
@@ -62,7 +62,11 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> s
 
     out, err, saved_env, root = io.StringIO(), io.StringIO(), dict(os.environ), logging.getLogger()
     saved = (sys.argv, sys.path[:], os.getcwd(), torch.get_num_threads(), root.handlers[:], root.level)
-    os.environ.update({"PYTHONPATH": str(ROOT), **(env or {})})  # as run_cli's, for the processes it starts
+    for name, value in {"PYTHONPATH": str(ROOT), **(env or {})}.items():  # as run_cli's, for the processes it starts
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     os.chdir(cwd)
     os._exit = end_command
     sys.argv = args[1:] if args[0] == "-m" else list(args)

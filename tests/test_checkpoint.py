@@ -1,12 +1,10 @@
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 from qd.core import checkpoint
 from qd.core.checkpoint import load_model, read_checkpoint, save_checkpoint
 from qd.core.defaults import DEFAULTS
@@ -105,12 +103,12 @@ def test_corrupt_bytes_at_any_offset_are_refused_in_one_line_or_change_no_predic
         copies[offset].write_bytes(damaged)
 
     def predict(weights):
-        command = [sys.executable, str(ROOT / "main_convnet.py"), "--mode", "predict", "--weights", str(weights),
-                   "--dataDir", str(course_dir), "--predictionsFile", str(weights.with_suffix(".csv"))]  # fmt: skip
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        argv = ["--mode", "predict", "--weights", str(weights), "--dataDir", str(course_dir), "--predictionsFile",
+                str(weights.with_suffix(".csv"))]  # fmt: skip
+        result = run_here([str(ROOT / "main_convnet.py"), *argv], tmp_path)
+        return result.returncode, result.stderr
 
-    running = {offset: predict(p) for offset, p in [(None, path), *copies.items()]}
-    results = {offset: (proc.wait(), proc.stderr.read()) for offset, proc in running.items()}
+    results = {offset: predict(p) for offset, p in [(None, path), *copies.items()]}
     assert results.pop(None)[0] == 0
     intact = path.with_suffix(".csv").read_bytes()
     seen = set()

@@ -21,9 +21,7 @@ HYDRA_NOISE = ("Error executing job", "Failed experiment", "HYDRA_FULL_ERROR", "
 
 def main(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """main_densenet.py with `args`, in `tmp_path`, QD_STORAGE unset."""
-    env = {k: v for k, v in os.environ.items() if k != "QD_STORAGE"}
-    return subprocess.run([sys.executable, str(ROOT / "main_densenet.py"), *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=400, env={**env, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    return run_here([str(ROOT / "main_densenet.py"), *args], tmp_path, env={"QD_STORAGE": None})
 
 
 REFUSALS = [
@@ -175,7 +173,6 @@ def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_
     assert ours(again.stdout)[0] == f"resuming study {lines[0].split()[2][:-1]}: 4 finished trials kept, 1 to run"
 
 
-@pytest.mark.slow
 def test_a_single_run_says_where_it_wrote_and_m_may_come_last(course_dir, tmp_path):
     single = main(tmp_path, f"data.dir={course_dir}", "train.steps=20")
     assert single.returncode == 0, single.stderr
@@ -196,7 +193,6 @@ def test_the_help_lists_the_sweep_presets_only(tmp_path):
     assert "sweep: bestmodel, convnet, densenet_lr\n" in result.stdout
 
 
-@pytest.mark.slow
 def test_results_of_a_study_without_a_complete_trial_and_of_a_missing_database(course_dir, tmp_path):
     failed = main(tmp_path, "+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=20", "optimizer=sgd",
                   "optimizer.lr=choice(1e4)", "hydra.sweeper.n_trials=2", "-m")  # fmt: skip
