@@ -9,7 +9,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import copy_of_the_repository
+from conftest import ROOT, copy_of_the_repository, run_here
 from qd.core.defaults import DEFAULTS
 from qd.experiment.conf import CONF_DIR, DEFAULTS_FILE, compose_config, frozen_defaults_source
 
@@ -143,3 +143,16 @@ def test_help_lists_the_models_own_presets_from_conf(tmp_path):
                            text=True)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "and sweeps: +sweep=bestmodel|bestmodel_wide [+launcher=parallel|slurm|submitit_local]." in shown.stdout
+
+
+def test_qd_quick_shows_in_cfg_job_as_it_would_run(tmp_path):
+    def shown(*argv: str, quick: str | None) -> str:
+        result = run_here([str(ROOT / "main_densenet.py"), *argv], tmp_path, env={"QD_QUICK": quick})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert shown("--cfg", "job", "-p", "train", quick=None).startswith("# @package train\nsteps: 2000\n")
+    capped = "# @package train\nsteps: {}\nbatch_size: 100\neval_every: 10\n"
+    assert shown("--cfg", "job", "-p", "train", quick="1").startswith(capped.format(20))
+    assert shown("--cfg", "job", "-p", "train", "train.steps=5", quick="1").startswith(capped.format(5))
+    assert shown("+sweep=densenet_lr", "--cfg", "hydra", "-p", "hydra.sweeper.n_trials", quick="1") == "2\n"

@@ -65,7 +65,7 @@ def run_hydra(model: str, argv: list[str]) -> None:
     or multirun path: its callbacks, folders, .hydra/ and logging, and the configured sweeper (qd's for the presets).
     """
     if any(a.split("=")[0] in INFO_FLAGS for a in argv):
-        sys.argv = [f"main_{model}.py", *argv]
+        sys.argv = [f"main_{model}.py", *with_quick_info_overrides(model, argv)]
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=model)(task)()
         return
     multirun = any(a in MULTIRUN_FLAGS for a in argv)
@@ -249,6 +249,18 @@ def compose_checked(app: object, model: str, overrides: list[str], multirun: boo
         raise QDError(f"{sweeping[0]}: a sweep expression in a single run; add -m, or a search preset (+sweep=...)")
     cfg.hydra.mode = mode
     return cfg
+
+
+def with_quick_info_overrides(model: str, argv: list[str]) -> list[str]:
+    """`argv`, Hydra's info flags among its overrides, with QD_QUICK=1's quick_overrides after the last override (where
+    Hydra's parser reads them), so that --cfg job shows what would run."""
+    if not quick():
+        return argv
+    at = [i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")]  # not --cfg job, -p train, --info
+    with compat.hydra_app(str(CONF_DIR), f"main_{model}") as app:
+        quick_ones = quick_overrides(compose_checked(app, model, [argv[i] for i in at], multirun=False))
+    end = at[-1] + 1 if at else len(argv)
+    return [*argv[:end], *quick_ones, *argv[end:]]
 
 
 def quick_overrides(cfg: DictConfig) -> list[str]:
