@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test test-fast lint data defaults clean
+.PHONY: venv demo test test-fast test-heavy lint data defaults clean
 
 # One build of .venv at a time: a second make waits for the first (an advisory lock on .venv.lock, released
 # when its holder ends, however it ends), then finds .venv built.
@@ -45,14 +45,18 @@ data: venv
 demo: venv
 	$(PY) -m qd demo
 
-# Style: ruff's formatter (120 columns); a `# fmt: skip` keeps a hand-aligned table or message as it is.
-test: venv
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+# The tests in three tiers (docs/architecture.md): test-fast the unmarked ones, test adds the slow ones, both on
+# every core (pytest-xdist); test-heavy the longest, one at a time: they time their own processes.
+# CI runs test and test-heavy. Style: ruff's formatter (120 columns); a `# fmt: skip` keeps a hand-aligned table or
+# message as it is.
+test: lint
+	$(PY) -m pytest -q -n auto -m "not heavy"
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow and not heavy"
+
+test-heavy: venv
+	$(PY) -m pytest -q -m heavy
 
 lint: venv
 	$(PY) -m ruff check .

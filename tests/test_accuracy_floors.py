@@ -1,6 +1,7 @@
 """Learnability: the synthetic set is neither trivial nor noise; the dense net learns real drawings."""
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import tiny_config
@@ -9,6 +10,7 @@ from qd.core.train import fit, train
 from qd.datasets.synth import write_synthetic
 
 
+@pytest.mark.slow
 def test_course_densenet_defaults_land_between_60_and_97_percent_on_the_synthetic_set(tmp_path):
     data = write_synthetic(tmp_path / "synthetic", seed=0, sizes=(24000, 3600, 600))
     cfg = tiny_config("densenet", data, steps=2000)

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_search_bench_prints_a_row_a_seed_against_its_grid(tmp_path):
     result = run_cli(["-m", "qd.bench", "search", "--steps", "20", "--trials", "4", "--seeds", "2", "--grid", "3"],
                      ROOT, timeout=600)  # fmt: skip

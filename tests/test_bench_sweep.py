@@ -27,7 +27,7 @@ def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
     assert table[6] == "| 7.0 | 2.0 | 3.8 | 1.8 (1.0 + 0.8) | 8.0 |"
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path):
     result = run_cli(["-m", "qd.bench", "sweep", "--trials", "4", "--steps", "100", "--retries", "0"], ROOT)
     assert result.returncode == 0, result.stderr

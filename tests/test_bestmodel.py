@@ -62,6 +62,7 @@ def test_tta_averages_the_image_and_its_mirror():
     assert model(x).shape == (4, 6)
 
 
+@pytest.mark.heavy
 def test_a_short_real_run_beats_the_public_design(real_dir):
     images = np.load(real_dir / "images.npy")
     labels = np.load(real_dir / "labels.npy").astype(np.int64)

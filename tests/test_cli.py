@@ -57,6 +57,7 @@ def test_run_sh_without_the_venv_or_the_course_data_says_what_to_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare", "venv"], "nothing written"
 
 
+@pytest.mark.heavy
 def test_run_sh_runs_top_to_bottom(workdir):
     commands = run_sh_commands(steps=20)
     assert len(commands) == 6

@@ -76,6 +76,7 @@ def storage(request, tmp_path) -> str:
     return request.getfixturevalue("postgres")
 
 
+@pytest.mark.heavy
 def test_four_sweeps_on_one_study_share_it_from_new_and_after_a_kill(course_dir, storage, tmp_path):
     results = run_at_once([sweep_argv(course_dir, storage, 6, "train.steps=20")] * 4, tmp_path)
     for code, _, err in results:
@@ -132,6 +133,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.heavy
 def test_a_sweep_killed_at_any_commit_of_asking_for_its_trial_leaves_it_to_the_next_run(course_dir, tmp_path):
     """Four sweeps, each on a study of its own, killed right after the 0th to 3rd commit since it created its trial:
     a running trial names its sweeping process from the start, so the next run marks it interrupted and completes
@@ -152,6 +154,7 @@ def test_a_sweep_killed_at_any_commit_of_asking_for_its_trial_leaves_it_to_the_n
         check_study(study(storage), 1)
 
 
+@pytest.mark.heavy
 def test_two_slurm_jobs_each_running_a_sweep_share_one_study(slurm, postgres, course_dir, tmp_path):
     env = {**os.environ, **slurm, "PYTHONPATH": str(ROOT)}
     command = " ".join(f'"{a}"' for a in sweep_argv(course_dir, postgres, 8, "train.steps=20"))
@@ -173,6 +176,7 @@ def test_two_slurm_jobs_each_running_a_sweep_share_one_study(slurm, postgres, co
     assert sum(len(re.findall(r"^trial \d+: dev accuracy", out, re.M)) for out in outputs) == 8
 
 
+@pytest.mark.heavy
 def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_again(course_dir, tmp_path):
     """Ten tries on one study, each Ctrl-C at a seeded moment of start-up or training, with and without the parallel
     launcher. Its trials never end on their own, so each try's trials are the ones the tries before it cut, queued
@@ -257,6 +261,7 @@ def test_the_workers_of_a_parallel_sweep_killed_with_kill_9_exit_within_10_s(cou
         sweep.wait()
 
 
+@pytest.mark.heavy
 def test_a_terminals_ctrl_c_to_a_parallel_sweeps_process_group_is_one_line(course_dir, tmp_path):
     """A terminal sends Ctrl-C to every process of the foreground group, workers included: the sweep's one line,
     exit 130 within 3 s, and not a word from a worker, at seeded moments of training."""
@@ -278,6 +283,7 @@ def test_a_terminals_ctrl_c_to_a_parallel_sweeps_process_group_is_one_line(cours
         assert time.time() - sent <= 3.0, attempt
 
 
+@pytest.mark.heavy
 def test_a_resume_killed_at_any_commit_of_queueing_its_interrupted_trials_queues_each_once(course_dir, tmp_path):
     """A study of two complete and two interrupted trials, resumed to four by processes killed right after the 0th
     to 3rd commit since the first trial the resume created (the queued copy of an interrupted one): the next run

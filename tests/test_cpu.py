@@ -111,7 +111,8 @@ def fit_in_a_process(cfg: dict, onednn_isa: str, runs: int) -> dict:
 
 
 @pytest.mark.parametrize(("model", "layout", "isa"), [("convnet", *choice) for choice in CHOICES]
-                         + [("bestmodel", layout, "AVX2") for layout in ("channels_last", "contiguous")])  # fmt: skip
+                         + [pytest.param("bestmodel", layout, "AVX2", marks=pytest.mark.slow)
+                            for layout in ("channels_last", "contiguous")])  # fmt: skip
 def test_each_choice_trains_as_chosen_and_repeats_byte_for_byte_at_one_thread(course_dir, model, layout, isa):
     cfg = tiny_config(model, course_dir, steps=30, memory_format=layout)
     if model == "bestmodel":
@@ -148,7 +149,7 @@ def larger_dev(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("layouts") / "datasets", seed=2, sizes=(19998, 4998, 6))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_choices_agree_on_dev_accuracy_after_the_courses_2000_steps(larger_dev):
     """The convnet as run.sh trains it (learning rate 0.01, 2,000 steps of 100), each choice in its own process."""
     best = {}

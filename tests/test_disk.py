@@ -62,6 +62,7 @@ def left_behind(folder: Path) -> list[str]:
     return [str(p) for p in folder.rglob(".*")]
 
 
+@pytest.mark.slow
 def test_a_course_run_on_a_full_disk_says_what_it_kept(disk, course_dir, tmp_path):
     """Room for the log and the record but not the checkpoint, then no room at all: each run ends in one line,
     keeps only whole files, and leaves the previous model_files/densenet.pt as it was."""
@@ -251,7 +252,7 @@ def test_a_hydra_run_and_a_sweep_on_a_full_disk_are_one_line(disk, course_dir, t
                                                      "the trials recorded so far are kept\n")  # fmt: skip
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_study_in_a_folder_nobody_may_write_to_is_one_line_and_stays_as_it_was(nobody, course_dir, tmp_path):
     """A study database that its user may read and write, in a folder they may not write to (as `chattr +i` leaves
     it): SQLite cannot make its journal there, nor qd its lock file. One line naming the file, the study as it was."""

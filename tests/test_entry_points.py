@@ -79,6 +79,7 @@ def test_code_zips_command_line_ends_quietly_in_a_closed_pipe(tmp_path):
     assert (result.returncode, result.stderr) == (1, "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("whole_group", [True, False], ids=["terminal", "demo alone"])
 def test_ctrl_c_in_make_demo_is_one_line(tmp_path, whole_group):
     """A terminal's Ctrl-C during the demo's first sweep (its whole process group): the sweep's one line, no

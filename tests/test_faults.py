@@ -49,6 +49,7 @@ def kill_when(proc: subprocess.Popen, happened, timeout: float = 120) -> bool:
     return running
 
 
+@pytest.mark.heavy
 def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, swept_data, tmp_path):
     promote = ["-m", "qd", "promote", "--any-settings", "--name", "jdoe12", "--data-dir", str(swept_data),
                str(swept / "outputs")]  # fmt: skip
@@ -90,6 +91,7 @@ def test_kill_9_mid_promotion_leaves_the_old_or_the_new_submission_whole(swept, 
     assert digest(tmp_path / "submission") == new
 
 
+@pytest.mark.heavy
 def test_a_200_trial_sweep_stays_consistent_and_flat_in_memory(course_dir, tmp_path):
     args = [str(ROOT / "main_densenet.py"), "-m", f"data.dir={course_dir}", "train.steps=1", "train.eval_every=1",
             "+sweep=densenet_lr", "hydra.sweeper.n_trials=200"]  # fmt: skip

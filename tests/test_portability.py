@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from qd.experiment.processes import process_alive
 
@@ -32,6 +34,7 @@ ctypes.CDLL = _LibcWithoutMallopt
 """
 
 
+@pytest.mark.slow
 def test_a_course_train_and_predict_run_without_linux_only_calls(course_dir, tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(NOT_LINUX)

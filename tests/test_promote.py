@@ -95,6 +95,7 @@ def test_refusals_leave_the_previous_submission_untouched(swept, swept_data, tmp
     assert not list(tmp_path.glob(".submission.*")), "no staging folder left behind"
 
 
+@pytest.mark.heavy
 def test_two_promotions_into_one_folder_take_turns_and_a_damaged_winners_list_is_one_line(swept, swept_data,
                                                                                              tmp_path):  # fmt: skip
     """Two promotions started at once: the second waits for the first (its clean-up would remove the first's
@@ -124,6 +125,7 @@ def test_two_promotions_into_one_folder_take_turns_and_a_damaged_winners_list_is
         "densenet", "convnet", "bestmodel"}  # fmt: skip
 
 
+@pytest.mark.heavy
 def test_code_zip_runs_where_only_torch_and_numpy_are_installed(submission, swept_data, tmp_path):
     out = submission
     venv = tmp_path / "venv"
@@ -207,6 +209,7 @@ def test_a_trial_named_by_its_folder_and_by_its_study_counts_once(swept, swept_d
     assert len(re.findall(r"^\| study best trial \d \| complete \|", readme, re.M)) == 2
 
 
+@pytest.mark.heavy
 def test_a_course_run_winner_is_named_by_its_files_and_short_trials_are_no_evidence_beside_it(
     swept, swept_data, tmp_path
 ):

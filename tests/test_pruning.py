@@ -50,7 +50,7 @@ def test_a_sweep_that_fails_in_the_pruning_bench_is_one_line():
     assert line.startswith("error: the densenet sweep with pruner none failed (exit 2): ") and "data/nope" in line
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_pruning_bench_runs_each_pruner_and_none_from_each_seed_and_judges_them_over_the_seeds():
     result = bench("--model", "densenet", "--data", "synthetic", "--trials", "2", "--steps", "20", "--eval-every", "10",
                    "--startup", "1", "--warmup", "10", "--retries", "0", "--seeds", "2",

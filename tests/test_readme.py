@@ -27,6 +27,7 @@ def command(line: str) -> str:
     return line.partition("  #")[0].strip()
 
 
+@pytest.mark.heavy
 def test_every_command_of_the_readme_runs_in_a_fresh_clone(tmp_path):
     clone = tmp_path / "qd"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)

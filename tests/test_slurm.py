@@ -17,7 +17,7 @@ import pytest
 from conftest import LEARNING, ROOT, ours, run_cli, sweep_metrics, the_study
 from qd.experiment.outcomes import REASON
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy  # a Slurm cluster of its own, and jobs it waits for
 N_TRIALS = 2
 LONG = 10_000_000  # steps of a trial that runs until it is stopped
 LONGER = 8_000  # steps of a trial that is cancelled once it trains, then runs again to its end

@@ -46,6 +46,7 @@ def test_the_baseline_prepares_the_same_values_as_qd(course_dir, split):
     assert (y is None and ours.y is None) or np.array_equal(y, ours.y.numpy())
 
 
+@pytest.mark.slow
 def test_every_row_is_measured_on_both_sides_and_tabled_with_its_load(course_dir, work):
     in_process = [row for row in ROWS if not row.startswith("course ")]
     results = {
@@ -69,6 +70,7 @@ def test_every_row_is_measured_on_both_sides_and_tabled_with_its_load(course_dir
         assert len((work / side / "densenet_predictions.txt").read_text().split()) == 600
 
 
+@pytest.mark.slow
 def test_the_phases_of_a_course_process_are_timed_and_the_predictions_agree(course_dir, work):
     """The predict processes of both sides under qd.bench.phases, on the same (untrained) weights."""
     setup, results = Setup(course_dir, work, steps=3, threads=1), {}
@@ -106,6 +108,7 @@ def test_the_thread_table_names_the_threads_auto_chose():
     assert "2,000 steps" in table
 
 
+@pytest.mark.slow
 def test_the_floor_is_measured_in_a_fresh_process_and_bounds_the_ratio(course_dir, work):
     setup = Setup(course_dir, work, steps=200, threads=1, retries=0)
     floors = {name: [run_path(f"train {name}", "floor", setup)] for name in ("densenet", "convnet")}
@@ -123,6 +126,7 @@ def test_the_cuda_check_says_plainly_that_there_is_no_cuda_device():
     assert result.stdout == expected
 
 
+@pytest.mark.slow
 def test_the_cuda_check_tables_each_model_on_both_devices(capsys):
     assert compare(steps=5, device="cpu") == [], "the CPU agrees with itself"
     rows = capsys.readouterr().out.splitlines()
@@ -133,6 +137,7 @@ def test_the_cuda_check_tables_each_model_on_both_devices(capsys):
     assert all(re.fullmatch(r"\d+\.\d\d( disturbed)?", c[7]) for c in cells)
 
 
+@pytest.mark.slow
 def test_the_accuracy_bench_prints_each_rows_load():
     result = run_cli(["-m", "qd.bench", "accuracy", "--folds", "2", "--steps", "30", "--models", "densenet"], ROOT)
     assert result.returncode == 0, result.stderr
@@ -164,6 +169,7 @@ def test_the_pruning_table_compares_cpu_with_the_same_seeds_sweep_without_a_prun
     ]
 
 
+@pytest.mark.heavy
 def test_the_header_names_the_cpu_and_the_breakdown_keeps_to_the_models_of_the_rows(course_dir, capsys, monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # read by the bench's children's oneDNN, named in the header
     main(["--data", str(course_dir), "--rows", "predict densenet", "--repeat", "1", "--steps", "3", "--retries", "0",

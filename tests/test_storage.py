@@ -122,7 +122,7 @@ with exit_on_ctrl_c("interrupted"):
 """
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_ctrl_c_while_the_study_is_written_leaves_its_database_free_for_the_clean_up(tmp_path):
     rng = random.Random(0)
     for attempt in range(10):

@@ -234,6 +234,7 @@ def test_qds_own_runs_and_sweeps_go_through_hydras_run_and_multirun(course_dir, 
     assert yaml.safe_load((tmp_path / "swept/multirun.yaml").read_text())["hydra"]["sweeper"]["n_trials"] == 2
 
 
+@pytest.mark.slow
 def test_a_ctrl_c_that_the_jobs_code_turns_into_another_error_still_interrupts_its_trial(tmp_path):
     sweep = start([sys.executable, str(APP), "--config-name", "sphere", "-m", "hydra.sweeper.storage=sqlite:///study.db",
                    "hydra.sweeper.n_trials=3", "+wait_for_ctrl_c=true"], tmp_path)  # fmt: skip
