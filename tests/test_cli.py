@@ -189,7 +189,7 @@ def test_predictions_file_parent_is_created(workdir):
     [  # fmt: skip
         (
             "optimizer=nope",
-            "error: bad override: In 'base': Could not find 'optimizer/nope'; expected one of adam, adamw, sgd",
+            "error: optimizer=nope: no such option; expected one of adam, adamw, sgd",
         ),
         (
             "train.nope=1",

@@ -1,4 +1,4 @@
-"""The sweep's pruner, from the preset's `pruning` section, and Optuna as a sweep imports it."""
+"""The sweep's pruner, from the config group `pruning` (conf/pruning/), and Optuna as a sweep imports it."""
 
 import re
 import subprocess
@@ -12,21 +12,66 @@ from qd.core.errors import QDError
 from qd.experiment.trial import make_pruner
 
 
-def test_each_named_pruner_is_built_with_its_options():
-    median = make_pruner({"name": "median", "n_startup_trials": 3, "n_warmup_steps": 40})
+def pruning(model: str, preset: str, *overrides: str) -> dict:
+    """The `pruning` section that `+sweep=<preset>` and `overrides` compose to, resolved as a job sees it."""
+    from qd.experiment import compat
+    from qd.experiment.app import compose_checked
+    from qd.experiment.conf import CONF_DIR
+    from qd.experiment.identity import job_config
+
+    with compat.hydra_app(str(CONF_DIR), f"main_{model}") as app:
+        return job_config(compose_checked(app, model, [f"+sweep={preset}", *overrides], multirun=True))["pruning"]
+
+
+def test_each_pruner_of_conf_pruning_is_built_with_its_options_and_the_presets_choose_theirs():
+    assert isinstance(make_pruner(pruning("densenet", "densenet_lr")), optuna.pruners.NopPruner)
+    median = make_pruner(pruning("bestmodel", "bestmodel", "pruning=median"))
     assert isinstance(median, optuna.pruners.MedianPruner)
-    assert (median._n_startup_trials, median._n_warmup_steps) == (3, 40)
-    assert isinstance(make_pruner({"name": "halving"}), optuna.pruners.SuccessiveHalvingPruner)
-    hyperband = make_pruner({"name": "hyperband", "min_resource": 15, "max_resource": 150})
+    assert (median._n_startup_trials, median._n_warmup_steps) == (5, 300)
+    best = make_pruner(pruning("bestmodel", "bestmodel"))  # the preset's, by the pruning bench
+    assert isinstance(best, optuna.pruners.HyperbandPruner) and (best._min_resource, best._max_resource) == (100, 2000)
+    halving = make_pruner(pruning("convnet", "convnet", "pruning=halving", "train.eval_every=50"))
+    assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+    assert (halving._min_resource, halving._reduction_factor) == (50, 4), "from the first evaluation"
+    hyperband = make_pruner(pruning("densenet", "densenet_lr", "pruning=hyperband", "train.eval_every=15",
+                                    "train.steps=150"))  # fmt: skip
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
-    assert (hyperband._min_resource, hyperband._max_resource) == (15, 150)
-    assert isinstance(make_pruner({"name": "none"}), optuna.pruners.NopPruner)
+    assert (hyperband._min_resource, hyperband._max_resource) == (15, 150), "from the first evaluation to the last step"
+    assert isinstance(make_pruner(pruning("bestmodel", "bestmodel", "pruning=none")), optuna.pruners.NopPruner)
     assert isinstance(make_pruner(None), optuna.pruners.NopPruner)
 
 
-def test_an_unknown_pruner_is_named():
-    with pytest.raises(QDError, match=r"^pruning.name: got 'asha'; expected none, median, halving or hyperband$"):
-        make_pruner({"name": "asha"})
+def test_any_optuna_pruner_is_built_by_its_target_a_wrapped_one_too():
+    given = ("+pruning={_target_: optuna.pruners.PatientPruner, patience: 3, "
+             "wrapped_pruner: {_target_: optuna.pruners.MedianPruner, n_warmup_steps: 300}}")  # fmt: skip
+    patient = pruning("bestmodel", "bestmodel", "~pruning", given)
+    pruner = make_pruner(patient)
+    assert isinstance(pruner, optuna.pruners.PatientPruner) and pruner._patience == 3
+    assert isinstance(pruner._wrapped_pruner, optuna.pruners.MedianPruner)
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    ({"_target_": "optuna.pruners.AshaPruner"},
+     "pruning._target_=optuna.pruners.AshaPruner: cannot be found; expected an Optuna pruner, such as "
+     "optuna.pruners.MedianPruner (conf/pruning/)"),
+    ({"_target_": "optuna.samplers.TPESampler"},
+     "pruning._target_=optuna.samplers.TPESampler: not a pruner; expected an Optuna pruner, such as "
+     "optuna.pruners.MedianPruner (conf/pruning/)"),
+    ({"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": -1},
+     "pruning: optuna.pruners.MedianPruner refused its options (ValueError: Number of startup trials cannot be "
+     "negative but got -1.)"),
+    ({"name": "median"},
+     "pruning: {'name': 'median'} names no _target_; expected an Optuna pruner, such as optuna.pruners.MedianPruner "
+     "(conf/pruning/), or pruning=<one of halving, hyperband, median, none>"),
+    ({"_target_": "broken_pruners.Pruner"},
+     "pruning._target_=broken_pruners.Pruner: cannot be imported (ZeroDivisionError: division by zero)"),
+])  # fmt: skip
+def test_a_pruner_that_cannot_be_built_is_one_line_naming_it(cfg, message, tmp_path, monkeypatch):
+    (tmp_path / "broken_pruners.py").write_text("1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(QDError) as refused:
+        make_pruner(cfg)
+    assert str(refused.value) == message
 
 
 def test_optuna_is_imported_without_its_plotting_libraries_which_import_as_usual_afterwards():
@@ -47,7 +92,10 @@ def test_a_sweep_that_fails_in_the_pruning_bench_is_one_line():
     result = bench("--model", "densenet", "--data", "nope", "--trials", "1", "--retries", "0")
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    assert line.startswith("error: the densenet sweep with pruner none failed (exit 2): ") and "data/nope" in line
+    assert line == (
+        "error: the densenet sweep with pruner none failed (exit 2): data=nope: no such option; expected "
+        "one of course, real_sample, synthetic"
+    )
 
 
 @pytest.mark.heavy
@@ -56,6 +104,11 @@ def test_the_pruning_bench_runs_each_pruner_and_none_from_each_seed_and_judges_t
                    "--startup", "1", "--warmup", "10", "--retries", "0", "--seeds", "2",
                    "--pruners", "median,hyperband")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    progress = [re.sub(r"best \d\.\d{4}, \d+ CPU s$", "best B, C CPU s", line) for line in result.stderr.splitlines()]
+    assert progress == [
+        f"sweep {i + 1} of 6 (seed {s}, {p}): best B, C CPU s"
+        for i, (s, p) in enumerate((s, p) for s in "01" for p in ("none", "median", "hyperband"))
+    ]
     lines = result.stdout.splitlines()
     assert lines[0] == "2-trial densenet sweeps, 20 steps a trial, evaluated every 10, data=synthetic, seeds 0 to 1"
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d ", line)]

@@ -40,8 +40,13 @@ REFUSALS = [
      "are right and that it accepts connections from here"),
     (["+sweep=densenet_lr", "data.dir={data}", "hydra.sweeper.storage=nowhere"],
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string 'nowhere')"),
-    (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=asha"],  # checked once the data is in place
-     "error: pruning.name: got 'asha'; expected none, median, halving or hyperband"),
+    (["+sweep=densenet_lr", "data.dir={data}", "pruning=asha"],
+     "error: pruning=asha: no such option; expected one of halving, hyperband, median, none"),
+    (["+sweep=densenet_lr", "data.dir={data}", "pruning.name=median"],  # as qd spelled it before conf/pruning/
+     "error: pruning.name=median: no such setting; did you mean pruning=median?"),
+    (["+sweep=densenet_lr", "data.dir={data}", "pruning._target_=optuna.pruners.AshaPruner"],  # once the data is there
+     "error: pruning._target_=optuna.pruners.AshaPruner: cannot be found; expected an Optuna pruner, such as "
+     "optuna.pruners.MedianPruner (conf/pruning/)"),
     (["+sweep=densenet_lr", "data.dir={data}", "scheduler.name=step"],
      "error: scheduler.name: got 'step'; expected none, cosine or onecycle"),
     (["+sweep=densenet_lr", "data.dir={data}", "+optimizer.eps=-1"],
@@ -142,8 +147,8 @@ def test_cuda_on_a_cpu_only_torch_is_refused_before_torch_is_imported(tmp_path):
 @pytest.mark.slow
 def test_every_trial_says_how_it_ended_in_one_line_and_the_sweep_sums_up(course_dir, tmp_path):
     args = ["+sweep=densenet_lr", f"data.dir={course_dir}", "train.steps=30", "train.eval_every=10", "optimizer=sgd",
-            "optimizer.lr=choice(0.05, 1e4, 0.000001)", "pruning.name=median", "+pruning.n_startup_trials=1",
-            "hydra.sweeper.sampler.seed=1", "hydra.sweeper.n_trials=4", "-m"]  # fmt: skip
+            "optimizer.lr=choice(0.05, 1e4, 0.000001)", "pruning=median", "pruning.n_startup_trials=1",
+            "pruning.n_warmup_steps=0", "hydra.sweeper.sampler.seed=1", "hydra.sweeper.n_trials=4", "-m"]  # fmt: skip
     result = main(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     lines = ours(result.stdout)

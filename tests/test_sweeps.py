@@ -275,8 +275,9 @@ def test_the_pruner_stops_hopeless_trials_and_the_study_says_pruned(course_dir, 
         "hydra.sweeper.n_trials=4",
         "optimizer=sgd",
         "optimizer.lr=choice(0.05, 0.000001)",
-        "pruning.name=median",
-        "+pruning.n_startup_trials=1",
+        "pruning=median",
+        "pruning.n_startup_trials=1",
+        "pruning.n_warmup_steps=0",
         "hydra.sweeper.sampler.seed=1",  # a good trial first, then bad ones
         steps=60,
     )

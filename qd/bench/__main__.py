@@ -11,7 +11,7 @@ BENCHMARKS = {
     "accuracy": ("qd.bench.accuracy", "k-fold cross-validated accuracy, CPU time and checkpoint size, real drawings"),
     "speed": ("qd.bench.speed", "speed and peak memory against the course starter"),
     "sweep": ("qd.bench.sweep", "a 16-trial sweep on 2 workers: its wall time against its trials' training"),
-    "pruning": ("qd.bench.pruning", "the same sweep with and without the median pruner"),
+    "pruning": ("qd.bench.pruning", "the same sweep without a pruner and with each pruner"),
     "search": ("qd.bench.search", "a preset's sweep from 5 seeds against a reference: trials wasted, best found"),
     "cuda": ("qd.bench.cuda", "each model from one seed on the GPU (CUDA or MPS) and on the CPU: do they agree?"),
     "helptime": ("qd.bench.helptime", "how long each command takes to answer --help"),

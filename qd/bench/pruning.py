@@ -40,8 +40,7 @@ def run_sweep(workdir: Path, args: argparse.Namespace, seed: int, pruning: str) 
         sys.executable, str(ROOT / f"main_{args.model}.py"), f"+sweep={PRESETS[args.model]}", f"data={args.data}",
         f"hydra.sweeper.n_trials={args.trials}", f"train.steps={args.steps}", f"train.eval_every={args.eval_every}",
         f"hydra.sweeper.study_name={pruning}", f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={workdir}/{pruning}", f"hydra.sweeper.sampler.seed={seed}",
-        "~pruning", f"+pruning={{{', '.join(PRUNERS[pruning](args))}}}",
+        f"hydra.sweep.dir={workdir}/{pruning}", f"hydra.sweeper.sampler.seed={seed}", *PRUNERS[pruning](args),
     ]  # fmt: skip
     before = children_cpu()
     result = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -60,13 +59,18 @@ def run_sweep(workdir: Path, args: argparse.Namespace, seed: int, pruning: str) 
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}  # fmt: skip
 
 
-# Each pruner's options at the bench's scale: the median pruner waits for `--startup` trials and `--warmup` steps;
-# successive halving and Hyperband judge from the first evaluation at `--eval-every` steps up to `--steps`.
+# Each pruner (conf/pruning/) at the bench's scale: the median pruner waits for `--startup` trials and `--warmup`
+# steps; successive halving and Hyperband judge from the first evaluation (train.eval_every, `--eval-every`) to the
+# last step.
 PRUNERS = {
-    "none": lambda args: ["name: none"],
-    "median": lambda args: ["name: median", f"n_startup_trials: {args.startup}", f"n_warmup_steps: {args.warmup}"],
-    "halving": lambda args: ["name: halving", f"min_resource: {args.eval_every}"],
-    "hyperband": lambda args: ["name: hyperband", f"min_resource: {args.eval_every}", f"max_resource: {args.steps}"],
+    "none": lambda args: ["pruning=none"],
+    "median": lambda args: [
+        "pruning=median",
+        f"pruning.n_startup_trials={args.startup}",
+        f"pruning.n_warmup_steps={args.warmup}",
+    ],
+    "halving": lambda args: ["pruning=halving"],
+    "hyperband": lambda args: ["pruning=hyperband"],
 }
 
 
@@ -88,11 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     from qd.bench.load import LOAD_NOTE, least_disturbed  # torch: after the arguments, so that --help answers at once
 
     runs: dict[str, list[dict]] = {mode: [] for mode in ("none", *args.pruners)}
+    total = args.seeds * len(runs)
     with exit_on_user_error(), tempfile.TemporaryDirectory(prefix="qd-pruning-") as tmp:
         for seed in range(args.seeds):
             for mode in runs:
                 result, load = least_disturbed(functools.partial(run_sweep, Path(tmp), args, seed, mode), args.retries)
                 runs[mode].append({**result, "seed": seed, "load": load})
+                done = sum(map(len, runs.values()))
+                print(f"sweep {done} of {total} (seed {seed}, {mode}): best {result['best']:.4f}, {result['cpu']:.0f} "
+                      "CPU s", file=sys.stderr, flush=True)  # fmt: skip
     print(f"{args.trials}-trial {args.model} sweeps, {args.steps} steps a trial, evaluated every {args.eval_every}, "
           f"data={args.data}, seeds 0 to {args.seeds - 1}\n")  # fmt: skip
     print(pruning_table(runs))

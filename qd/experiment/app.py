@@ -33,7 +33,7 @@ from qd.core.errors import QDError, check_device, disk_errors
 from qd.core.interrupt import held
 from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
 from qd.experiment import compat, slurm, workers
-from qd.experiment.conf import CONF_DIR, check_known_settings, override_of
+from qd.experiment.conf import CONF_DIR, check_known_settings, group_options, override_of
 from qd.experiment.identity import flatten, job_config
 from qd.experiment.settings import is_qd_sweep, read_settings
 
@@ -135,7 +135,7 @@ def check_sweep(model: str, cfg: DictConfig) -> None:
 
 def presets() -> list[str]:
     """The search presets (conf/sweep/<name>.yaml)."""
-    return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
+    return group_options("sweep")
 
 
 def preset_model(preset: str) -> str:
@@ -286,6 +286,9 @@ def composition_error(app: object, model: str, overrides: list[str], error: Hydr
         override = override_of(key, overrides) or key
         if (CONF_DIR / key).is_dir() and not override.startswith("+"):
             return f"{override}: {key} is a config group that the config does not load; add it with +{override}"
+        group, value = key.partition(".")[0], override.partition("=")[2]
+        if value in group_options(group):
+            return f"{override}: no such setting; did you mean {group}={value}?"
         others = [o for o in overrides if o != override]
         try:
             known = flatten(OmegaConf.to_container(compat.compose(app, model, others)))
@@ -296,6 +299,9 @@ def composition_error(app: object, model: str, overrides: list[str], error: Hydr
         return f"{merging[1]}: {str(error.__cause__).splitlines()[0]}"
     lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("Config search path")), None)]
     options = next((lines[i + 1 :] for i, line in enumerate(lines) if line.startswith("Available options")), None)
+    if (missing := re.match(r"In '.+': Could not find '(.+)/([^/]+)'", lines[0])) and options:
+        override = override_of(missing[1], overrides) or f"{missing[1]}={missing[2]}"
+        return f"{override}: no such option; expected one of {', '.join(options)}"
     detail = f"expected one of {', '.join(options)}" if options else "; ".join(lines[1:2])
     return f"bad override: {lines[0]}; {detail}"
 

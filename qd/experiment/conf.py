@@ -21,7 +21,7 @@ from qd.core.fsutil import atomic_write_text
 
 CONF_DIR = ROOT / "conf"
 DEFAULTS_FILE = ROOT / "qd/core/defaults.py"
-NOT_DEFAULTS = ("sweep", "launcher", "sweep_common.yaml")  # what the course command line never reads
+NOT_DEFAULTS = ("sweep", "launcher", "pruning", "sweep_common.yaml")  # what the course command line never reads
 
 
 def compose_config(model: str, overrides: list[str] | None = None) -> dict:
@@ -60,6 +60,11 @@ def unknown_settings(job: dict) -> list[str]:
     for op, keys in AUGMENTATIONS.items():
         unknown += [f"augmentation.{op}.{k}" for k in job.get("augmentation", {}).get(op) or {} if k not in keys]
     return unknown
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group` (conf/<group>/<option>.yaml); none where it is no group."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def override_of(key: str, overrides: list[str]) -> str | None:

@@ -7,6 +7,7 @@ goes back to the sweep in its return: its dev accuracy, or its error (pruned, or
 from __future__ import annotations
 
 import os
+import pydoc
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 
 from qd.core.errors import Pruned, QDError, disk_error, one_line
 from qd.experiment import slurm
+from qd.experiment.conf import group_options
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import JOB_DIR, JOB_DIR_FROM_DATABASE, SLURM_JOB, SWEEPER, WORKER
 from qd.experiment.processes import this_process, watch_parent
@@ -21,15 +23,30 @@ from qd.experiment.storage import reachable, sqlite_path
 
 
 def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
-    """From the preset's `pruning` section: none, median, halving (successive halving) or hyperband, with the
-    options of Optuna's pruner beside the name."""
-    cfg = dict(cfg or {"name": "none"})
-    name = cfg.pop("name")
-    pruners = {"median": optuna.pruners.MedianPruner, "halving": optuna.pruners.SuccessiveHalvingPruner,
-               "hyperband": optuna.pruners.HyperbandPruner, "none": optuna.pruners.NopPruner}  # fmt: skip
-    if name not in pruners:
-        raise QDError(f"pruning.name: got {name!r}; expected none, median, halving or hyperband")
-    return pruners[name](**cfg)
+    """The Optuna pruner that the sweep's `pruning` (conf/pruning/) names by its `_target_`, with its options; none
+    where the config has no `pruning`. A pruner that cannot be built is one line (QDError)."""
+    if not cfg:
+        return optuna.pruners.NopPruner()
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    target, expected = cfg.get("_target_"), "an Optuna pruner, such as optuna.pruners.MedianPruner (conf/pruning/)"
+    if not target:
+        raise QDError(f"pruning: {cfg} names no _target_; expected {expected}, or pruning=<one of "
+                      f"{', '.join(group_options('pruning'))}>")  # fmt: skip
+    try:
+        kind = pydoc.locate(target)
+    except pydoc.ErrorDuringImport as e:
+        raise QDError(f"pruning._target_={target}: cannot be imported ({one_line(e.value)})") from None
+    if kind is None:
+        raise QDError(f"pruning._target_={target}: cannot be found; expected {expected}")
+    if not (isinstance(kind, type) and issubclass(kind, optuna.pruners.BasePruner)):
+        raise QDError(f"pruning._target_={target}: not a pruner; expected {expected}")
+    try:
+        pruner = instantiate(cfg)
+    except InstantiationException as e:
+        raise QDError(f"pruning: {target} refused its options ({one_line(e.__cause__ or e)})") from None
+    return pruner
 
 
 def running_trial(storage: optuna.storages.BaseStorage, study_name: str, number: int,
