@@ -43,10 +43,9 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
     if not (isinstance(kind, type) and issubclass(kind, optuna.pruners.BasePruner)):
         raise QDError(f"pruning._target_={target}: not a pruner; expected {expected}")
     try:
-        pruner = instantiate(cfg)
+        return instantiate(cfg)
     except InstantiationException as e:
         raise QDError(f"pruning: {target} refused its options ({one_line(e.__cause__ or e)})") from None
-    return pruner
 
 
 def running_trial(storage: optuna.storages.BaseStorage, study_name: str, number: int,
