@@ -284,7 +284,7 @@ def composition_error(app: object, model: str, overrides: list[str], error: Hydr
     if unknown := re.match(r"Could not override '(.+)'\.", lines[0]):
         key = unknown[1]
         override = override_of(key, overrides) or key
-        if (CONF_DIR / key).is_dir() and not override.startswith("+"):
+        if group_options(key) and not override.startswith("+"):
             return f"{override}: {key} is a config group that the config does not load; add it with +{override}"
         group, value = key.partition(".")[0], override.partition("=")[2]
         if value in group_options(group):
