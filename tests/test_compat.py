@@ -63,3 +63,17 @@ def test_the_joblib_launchers_options_and_lokys_executor_are_where_compat_takes_
         "n_jobs": 2, "pre_dispatch": 4, "backend": "loky"}  # fmt: skip
     assert "reuse" in parameters(get_reusable_executor)  # not called: this process's executor is joblib's to make
     assert "kill_workers" in parameters(ProcessPoolExecutor.shutdown)
+
+
+def test_optunas_rdb_storage_reads_a_studys_trials_but_those_excluded_by_trial_id(tmp_path):
+    from optuna.storages import RDBStorage
+
+    from qd.experiment.lean_optuna import optuna
+
+    assert parameters(RDBStorage._get_trials) == ["self", "study_id", "states", "excluded_trial_ids"]
+    storage = RDBStorage(f"sqlite:///{tmp_path}/study.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    first, second = study.ask(), study.ask()
+    study_id = storage.get_study_id_from_name("s")
+    read = compat.rdb_trials_except(storage, study_id, {first._trial_id})
+    assert [(trial_id, t.number) for trial_id, t in read.items()] == [(second._trial_id, 1)]

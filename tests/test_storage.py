@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_here, sha, start
+from conftest import ROOT, run_cli, run_here, sha, start
 
 NOT_A_STUDY = "not an Optuna study database (it holds other tables); expected the storage of a sweep's study"
 
@@ -108,15 +108,15 @@ url = sys.argv[1]
 sweeper = open_for_sweep(url)
 number = optuna.create_study(study_name="cut", storage=sweeper).ask().number
 with exit_on_ctrl_c("interrupted"):
-    trial = running_trial(reachable(url, "cut"), "cut", number)
+    trial, trial_id = running_trial(reachable(url, "cut"), "cut", number)
     step = 0
     try:
         print("writing", flush=True)
         while True:
-            trial.report(0.5, step)
+            trial.storage.set_trial_intermediate_value(trial_id, step, 0.5)  # as a job reports (JobTrial.on_eval)
             step += 1
     except KeyboardInterrupt:
-        sweeper.set_trial_user_attr(trial._trial_id, "cut_at", step)
+        sweeper.set_trial_user_attr(trial_id, "cut_at", step)
         print("marked", flush=True)
         raise
 """
@@ -162,3 +162,45 @@ def test_a_ctrl_c_inside_a_finaliser_is_still_one_line_and_a_quick_exit(tmp_path
     out, err = job.communicate(timeout=30)
     assert (job.returncode, out, err) == (130, "after\n", "\ninterrupted\n")
     assert time.monotonic() - sent < 2, "ended by the watcher's deadline, not by the KeyboardInterrupt"
+
+
+# Another process's writes to study "s": a running trial's learning curve (argv[2] = curve), or its end and a
+# new trial (argv[2] = end).
+ANOTHER_PROCESS = """
+import sys
+from qd.experiment.lean_optuna import optuna
+from qd.experiment.storage import HeldStorage
+study = optuna.load_study(study_name="s", storage=HeldStorage(sys.argv[1]))
+if sys.argv[2] == "curve":
+    optuna.Trial(study, study.trials[1]._trial_id).report(0.5, 10)
+else:
+    study.tell(1, values=[0.75])
+    study.ask()
+"""
+
+
+def test_a_sweeps_storage_reads_finished_trials_once_and_sees_every_other_processs_write_at_once(tmp_path):
+    from qd.experiment.lean_optuna import optuna
+    from qd.experiment.storage import HeldStorage
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    storage = HeldStorage(url)  # as the sweep's janitor reads it (its Study object caches its own running trials)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.tell(study.ask(), values=[0.25])
+    study.ask()  # running, until the other process tells it
+    study_id = storage.get_study_id_from_name("s")
+    shown = lambda states=None: [(t.number, t.state.name, t.values, t.intermediate_values)  # noqa: E731
+                                 for t in storage.get_all_trials(study_id, states=states)]  # fmt: skip
+    assert shown() == [(0, "COMPLETE", [0.25], {}), (1, "RUNNING", None, {})]
+    for step, expected in [
+        ("curve", [(0, "COMPLETE", [0.25], {}), (1, "RUNNING", None, {10: 0.5})]),
+        ("end", [(0, "COMPLETE", [0.25], {}), (1, "COMPLETE", [0.75], {10: 0.5}), (2, "RUNNING", None, {})]),
+    ]:
+        other = run_cli(["-c", ANOTHER_PROCESS, url, step], tmp_path)
+        assert other.returncode == 0, other.stderr
+        assert shown() == expected, step
+    assert shown((optuna.trial.TrialState.RUNNING,)) == [(2, "RUNNING", None, {})]
+    with sqlite3.connect(tmp_path / "study.db") as db:  # behind Optuna's back, which refuses to write a finished trial
+        db.execute("UPDATE trial_values SET value = 0.5")
+    assert shown()[0] == (0, "COMPLETE", [0.25], {}), "a finished trial is read once"
+    assert HeldStorage(url).get_all_trials(study_id)[0].values == [0.5]

@@ -55,28 +55,29 @@ class Broker:
         return sum(t.state.is_finished() for t in counted(self.trials()))
 
     def tidy(self) -> tuple[list[Ended], list[optuna.trial.FrozenTrial]]:
-        """Holding the study's lock, have the janitor settle what dead processes left."""
+        """Holding the study's lock, have the janitor settle what dead processes left: how the orphans whose jobs had
+        ended ended, and the orphans whose jobs still run."""
         with study_lock(self.storage, self.study.study_name):
-            return self.janitor.tidy()
+            return self.janitor.tidy()[:2]
 
     def ask(self) -> tuple[tuple[optuna.Trial, list[str]] | None, list[Ended]]:
         """Holding the study's lock: tidy it, and, while it holds fewer than `n_trials` trials that count, ask for a
         trial and draw its values. The trial and its job's overrides (or None), and the orphans settled."""
         with study_lock(self.storage, self.study.study_name):
-            settled, _ = self.janitor.tidy()
-            if len(counted(self.trials())) >= self.n_trials:
+            settled, _, trials = self.janitor.tidy()
+            if len(counted(trials)) >= self.n_trials:
                 return None, settled
-            trial = self._ask()
+            trial = self._ask([t for t in trials if t.state == TrialState.WAITING])
             self.running.add(trial.number)
             return (trial, self.space.draw(trial)), settled
 
-    def _ask(self) -> optuna.Trial:
+    def _ask(self, waiting: list[optuna.trial.FrozenTrial]) -> optuna.Trial:
         """study.ask, with the trial naming this process from its first write: a process killed at any instant
         leaves no running trial that names no process (which no other could tell from one being asked for now).
-        A queued trial is named, then run; a new one is created named."""
+        A queued trial (of `waiting`, the study's) is named, then run; a new one is created named."""
         me = this_process()
         self.study.get_trials(deepcopy=False)  # Optuna's cache of the study, which its sampler reads, made current
-        for queued in self.janitor.trials(TrialState.WAITING):
+        for queued in waiting:
             trial_id = self._id(queued.number)
             self.storage.set_trial_user_attr(trial_id, SWEEPER, me)
             if self.storage.set_trial_state(trial_id, TrialState.RUNNING):

@@ -71,6 +71,13 @@ def optuna_schema() -> dict[str, set[str]]:
     return {name: {c.name for c in table.columns} for name, table in BaseModel.metadata.tables.items()}
 
 
+def rdb_trials_except(storage: Any, study_id: int, excluded: set[int]) -> dict[int, Any]:
+    """The trials of study `study_id` by trial id, but those whose ids are `excluded`, read whole from the RDB
+    storage (`RDBStorage._get_trials`, as Optuna's own cached storage reads them; `FrozenTrial._trial_id`): the public
+    `get_all_trials` leaves trials out by state only, and a frozen trial shows its id to no public reader."""
+    return {trial._trial_id: trial for trial in storage._get_trials(study_id, None, excluded)}
+
+
 def joblib_options(launcher: dict) -> dict:
     """The joblib options the joblib launcher derives from its config (`hydra_joblib_launcher._core`), so that the
     workers qd warms are the processes its launches then use."""

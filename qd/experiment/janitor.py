@@ -47,19 +47,24 @@ class Janitor:
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, study_id: int) -> None:
         self.study, self.storage, self.study_id = study, storage, study_id
 
-    def tidy(self) -> tuple[list[Ended], list[optuna.trial.FrozenTrial]]:
+    def tidy(self) -> tuple[list[Ended], list[optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]]:
         """Settle the orphaned trials and queue the interrupted ones (the caller holds the study's lock); how the
-        orphans whose jobs had ended ended, and the orphans whose jobs still run."""
-        ended, outliving = [], []
-        for trial in self.trials(TrialState.RUNNING):
-            if not _orphaned(trial):
+        orphans whose jobs had ended ended, the orphans whose jobs still run, and the study's trials once tidied."""
+        ended, outliving, trials, wrote = [], [], self.trials(), False
+        for trial in trials:
+            if trial.state != TrialState.RUNNING or not _orphaned(trial):
                 continue
             if _job_running(trial):
                 outliving.append(trial)
-            elif (settled := self.settle(trial)) is not None:
-                ended.append(settled)
-        self.requeue()
-        return ended, outliving
+            else:
+                wrote = True
+                if (settled := self.settle(trial)) is not None:
+                    ended.append(settled)
+        if wrote:
+            trials = self.trials()
+        if self.requeue(trials):
+            trials = self.trials()
+        return ended, outliving, trials
 
     def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
@@ -94,19 +99,20 @@ class Janitor:
         else:
             self.study.tell(number, state=TrialState.PRUNED if outcome == PRUNED else TrialState.FAIL)
 
-    def requeue(self) -> None:
-        """Queue each interrupted trial that no trial reruns yet, with its parameters (the next ask takes it first)."""
-        trials = self.trials()
+    def requeue(self, trials: list[optuna.trial.FrozenTrial]) -> bool:
+        """Queue each interrupted trial of `trials` (the study's) that no trial reruns yet, with its parameters (the
+        next ask takes it first); whether any was queued."""
         rerun = {t.user_attrs.get(RERUN_OF) for t in trials}
         rerun |= set(self.storage.get_study_user_attrs(self.study_id).get(REQUEUED, []))
-        for trial in trials:
-            if interrupted(trial) and trial.params and trial.number not in rerun:
-                queued = optuna.trial.create_trial(
-                    state=TrialState.WAITING,
-                    system_attrs={"fixed_params": trial.params},
-                    user_attrs={RERUN_OF: trial.number},
-                )
-                self.storage.create_new_trial(self.study_id, template_trial=queued)
+        queue = [t for t in trials if interrupted(t) and t.params and t.number not in rerun]
+        for trial in queue:
+            queued = optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                system_attrs={"fixed_params": trial.params},
+                user_attrs={RERUN_OF: trial.number},
+            )
+            self.storage.create_new_trial(self.study_id, template_trial=queued)
+        return bool(queue)
 
 
 def _orphaned(trial: optuna.trial.FrozenTrial) -> bool:

@@ -5,6 +5,7 @@ take turns, and one line for each way a database can fail, with hints that fit a
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import functools
 import hashlib
@@ -91,14 +92,39 @@ def _held(method: Callable) -> Callable:
 def _each_call_held(cls: type) -> type:
     for name, method in vars(optuna.storages.RDBStorage).items():
         if inspect.isfunction(method):
-            setattr(cls, name, _held(method))
+            setattr(cls, name, _held(vars(cls).get(name, method)))
     return cls
 
 
 @_each_call_held
 class HeldStorage(optuna.storages.RDBStorage):
     """Optuna's storage, each of its calls held whole against Ctrl-C (qd.core.interrupt.held): a KeyboardInterrupt
-    raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback."""
+    raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback.
+
+    A finished trial is read from the database once: Optuna refuses every write to it, so it never changes. A sweep
+    reads its study's trials several times at each ask, and a pruner at each evaluation; each read fetches the
+    unfinished trials and the newly finished ones only (Optuna's cached storage keeps a process's own running trials
+    too, and writes their values late, which the other processes of a sweep must see at once).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._finished: dict[int, dict[int, optuna.trial.FrozenTrial]] = {}  # study id -> trial id -> trial
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: tuple | None = None) -> list:
+        from qd.experiment.compat import rdb_trials_except
+
+        finished = self._finished.setdefault(study_id, {})
+        unfinished = []
+        for trial_id, trial in rdb_trials_except(self, study_id, set(finished)).items():
+            if trial.state.is_finished():
+                finished[trial_id] = trial
+            else:
+                unfinished.append(trial)
+        trials = sorted([*finished.values(), *unfinished], key=lambda t: t.number)
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
 
 
 def open_readonly(url: str) -> optuna.storages.RDBStorage:
