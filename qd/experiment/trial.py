@@ -49,13 +49,14 @@ def make_pruner(cfg: dict | None) -> optuna.pruners.BasePruner:
 
 
 def running_trial(storage: optuna.storages.BaseStorage, study_name: str, number: int,
-                  pruner: optuna.pruners.BasePruner | None = None) -> optuna.Trial:  # fmt: skip
-    """Trial `number` of the study, which must still run (QDError otherwise: the sweep ended it meanwhile)."""
+                  pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Trial, int]:  # fmt: skip
+    """Trial `number` of the study, which must still run (QDError otherwise: the sweep ended it meanwhile), and its
+    trial id."""
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
     if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
         raise QDError(f"trial {number} of study {study_name} no longer runs: its sweep ended it before this job began")
-    return optuna.trial.Trial(study, trial_id)
+    return optuna.trial.Trial(study, trial_id), trial_id
 
 
 class JobTrial:
@@ -67,7 +68,7 @@ class JobTrial:
         number, name = int(hc.job.num), str(hc.sweeper.study_name)
         pruner = make_pruner(pruning)
         storage = reachable(hc.sweeper.storage, name)
-        self.trial = running_trial(storage, name, number, pruner) if storage is not None else None
+        self.trial, self.trial_id = running_trial(storage, name, number, pruner) if storage is not None else (None, 0)
         self.prunes = self.trial is not None and not isinstance(pruner, optuna.pruners.NopPruner)
         self.info = {"study": name, "trial": number, "params": self.trial.params if self.trial else {}}
         if self.trial is None:
@@ -86,7 +87,8 @@ class JobTrial:
     def on_eval(self, row: dict) -> None:
         if self.trial is None:
             return
-        self.trial.report(row["dev_acc"], row["step"])
+        # Trial.report, without its read of the whole trial to ignore a step reported twice: a job reports each once
+        self.trial.storage.set_trial_intermediate_value(self.trial_id, row["step"], float(row["dev_acc"]))
         if self.prunes and self.trial.should_prune():
             raise Pruned(f"pruned at step {row['step']} with dev accuracy {row['dev_acc']:.4f}")
 
