@@ -35,7 +35,7 @@ from qd.core.job import QUICK_EVAL_EVERY, QUICK_STEPS, quick
 from qd.experiment import compat, slurm, workers
 from qd.experiment.conf import CONF_DIR, check_known_settings, group_options, override_of
 from qd.experiment.identity import flatten, job_config
-from qd.experiment.settings import is_qd_sweep, read_settings
+from qd.experiment.settings import is_qd_sweep, read_scalars, read_settings
 
 # torch (qd.core.train) and optuna (qd.experiment.search, .trial) are imported where they are needed: a sweep's
 # main process with a parallel launcher never trains, and a single run never opens a study.
@@ -88,7 +88,8 @@ def run_hydra(model: str, argv: list[str]) -> None:
 
 def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> None:
     """Refuse what the config alone shows cannot run, before any heavy import (QDError): a model of another command,
-    a value of the wrong type, a sweep's settings, missing course data (naming `argv` on the real drawings instead)."""
+    a value of the wrong type, a sweep's settings that need no Optuna to read (the rest: run_sweep), missing course
+    data (naming `argv` on the real drawings instead)."""
     if submitted_as(name := job["model"]["name"]) != model:
         raise QDError(f"model={name}: main_{model}.py trains the {model} model; for {name} run main_"
                       f"{submitted_as(name)}.py")  # fmt: skip
@@ -107,8 +108,8 @@ def check_config(model: str, cfg: DictConfig, job: dict, argv: list[str]) -> Non
 
 
 def check_sweep(model: str, cfg: DictConfig) -> None:
-    """A sweep of qd's app on qd's sweeper: its settings, as the sweeper reads them, and what qd's jobs need besides
-    (QDError)."""
+    """A sweep of qd's app on qd's sweeper: its settings that need no Optuna to read, as the sweeper reads them,
+    and what qd's jobs need besides (QDError)."""
     hydra_cfg = cfg.hydra
     preset = hydra_cfg.runtime.choices.get("sweep")
     if preset and preset_model(preset) != model:
@@ -123,11 +124,11 @@ def check_sweep(model: str, cfg: DictConfig) -> None:
             f"hydra.sweeper.storage: +launcher={launcher} records the study in the database QD_STORAGE names, and "
             "QD_STORAGE is not set; export QD_STORAGE=postgresql://user:password@host/database"
         ) from None
-    settings = read_settings(cfg, list(hydra_cfg.overrides.task))  # its warnings once: the sweep's are the same
-    if settings.directions != ["maximize"]:
-        raise QDError(f"hydra.sweeper.direction={', '.join(settings.directions)}: qd's jobs return their dev "
+    directions, storage, *_ = read_scalars(cfg)
+    if directions != ["maximize"]:
+        raise QDError(f"hydra.sweeper.direction={', '.join(directions)}: qd's jobs return their dev "
                       "accuracy, which a sweep maximizes; leave hydra.sweeper.direction as maximize")  # fmt: skip
-    if settings.storage is None and str(hydra_cfg.launcher.get("_target_")) != compat.BASIC_LAUNCHER:
+    if storage is None and str(hydra_cfg.launcher.get("_target_")) != compat.BASIC_LAUNCHER:
         raise QDError("hydra.sweeper.storage=null keeps the study in this process's memory, which the launcher's "
                       "jobs cannot reach to report their learning curves; give a database, such as "
                       f"hydra.sweeper.storage=sqlite:///outputs/sweeps/{preset or model}.db")  # fmt: skip
@@ -198,25 +199,29 @@ def run_one(app: object, model: str, cfg: DictConfig, job: dict, overrides: list
 
 
 def run_sweep(app: object, model: str, cfg: DictConfig, job: dict, overrides: list[str]) -> None:
-    """A sweep: its device and options checked (by the parallel launcher's workers, warmed meanwhile), its data
-    prepared; then Hydra's multirun, with the configured sweeper. The workers stop when the sweep ends, however it
-    ends."""
+    """A sweep: its settings, device and options checked, its data prepared; then Hydra's multirun, with the
+    configured sweeper. The parallel launcher's workers start first, on the data made ready for them: they import
+    torch, check the device and options and load the data while this process imports Optuna to check the rest of
+    the sweep's settings. They stop when the sweep ends, however it ends."""
     qd_sweep = is_qd_sweep(cfg.hydra)
     parallel = workers.is_parallel(cfg.hydra)
-    if not parallel:
-        check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
-    if qd_sweep:
-        prepare_data(job, load=not parallel)
     warming = None
     try:
         if parallel:
+            if qd_sweep:
+                prepare_data(job, load=False)
             with held():  # the executor's processes and semaphores made whole, or nothing stops them
                 warming = workers.warm(cfg.hydra.launcher, job)
-        if qd_sweep:  # Optuna and the sweep's code, imported while the workers import torch
+        if qd_sweep:  # the rest of its settings (Optuna), its pruner and the sweep's code, while the workers warm
+            read_settings(cfg, list(cfg.hydra.overrides.task))  # its warnings once: the sweep's are the same
             import qd.experiment.sweep  # noqa: F401
             from qd.experiment.trial import make_pruner
 
             make_pruner(job.get("pruning"))
+        if not parallel:
+            check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
+            if qd_sweep:
+                prepare_data(job, load=True)
         for _ in warming or ():  # a worker's QDError is raised here, before anything is written
             pass
         compat.multirun(app, model, task, overrides)

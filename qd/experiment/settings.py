@@ -1,6 +1,6 @@
 """The sweeper's settings (`hydra.sweeper`), each read as the Optuna sweeper means it and checked: one that cannot be
 honoured is one line (QDError) naming it and what was expected, before anything is created. The scalar settings are
-checked before Optuna is imported (qd's commands refuse them at once)."""
+read without Optuna (read_scalars): qd's commands refuse them at once, before its workers start."""
 
 from __future__ import annotations
 
@@ -42,16 +42,7 @@ def read_settings(config: DictConfig, arguments: list[str]) -> Settings:
     """`config.hydra.sweeper` and the command line's task overrides, each checked (QDError: one line naming the
     setting and what was expected)."""
     sweeper = config.hydra.sweeper
-    directions = read_directions(sweeper.get("direction"))
-    n_trials, n_jobs, rate = sweeper.get("n_trials"), sweeper.get("n_jobs"), sweeper.get("max_failure_rate")
-    check_launcher(config.hydra.launcher)  # first: the parallel preset's sweeper takes its n_jobs from it
-    if not (isinstance(n_trials, int) and n_trials >= 1):
-        raise QDError(f"hydra.sweeper.n_trials={n_trials}: expected the study's number of trials, 1 or more")
-    if not (isinstance(n_jobs, int) and n_jobs >= 1):
-        raise QDError(f"hydra.sweeper.n_jobs={n_jobs}: expected the number of trials in flight, 1 or more")
-    if not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
-        raise QDError(f"hydra.sweeper.max_failure_rate={rate}: expected a share of failed trials from 0 to 1")
-    storage = read_storage(sweeper)
+    directions, storage, n_trials, n_jobs, rate = read_scalars(config)
     from qd.experiment.samplers import kind
     from qd.experiment.search import SearchSpace
 
@@ -63,7 +54,23 @@ def read_settings(config: DictConfig, arguments: list[str]) -> Settings:
     if kind(sampler) in SINGLE_OBJECTIVE and len(directions) > 1:
         raise QDError(f"hydra.sweeper.sampler: {kind(sampler)} optimizes one objective, and hydra.sweeper.direction "
                       f"names {len(directions)}; use nsgaii, motpe or tpe")  # fmt: skip
-    return Settings(space, sampler, directions, storage, sweeper.get("study_name"), n_trials, n_jobs, float(rate))
+    return Settings(space, sampler, directions, storage, sweeper.get("study_name"), n_trials, n_jobs, rate)
+
+
+def read_scalars(config: DictConfig) -> tuple[list[str], str | None, int, int, float]:
+    """The sweeper's settings that need no Optuna to read, checked: its directions, storage, n_trials, n_jobs and
+    max_failure_rate (the launcher's n_jobs too)."""
+    sweeper = config.hydra.sweeper
+    directions = read_directions(sweeper.get("direction"))
+    n_trials, n_jobs, rate = sweeper.get("n_trials"), sweeper.get("n_jobs"), sweeper.get("max_failure_rate")
+    check_launcher(config.hydra.launcher)  # first: the parallel preset's sweeper takes its n_jobs from it
+    if not (isinstance(n_trials, int) and n_trials >= 1):
+        raise QDError(f"hydra.sweeper.n_trials={n_trials}: expected the study's number of trials, 1 or more")
+    if not (isinstance(n_jobs, int) and n_jobs >= 1):
+        raise QDError(f"hydra.sweeper.n_jobs={n_jobs}: expected the number of trials in flight, 1 or more")
+    if not (isinstance(rate, (int, float)) and 0 <= rate <= 1):
+        raise QDError(f"hydra.sweeper.max_failure_rate={rate}: expected a share of failed trials from 0 to 1")
+    return directions, read_storage(sweeper), n_trials, n_jobs, float(rate)
 
 
 def read_directions(direction: object) -> list[str]:
