@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import ROOT, run_cli
-from qd.bench.sweep import overheads, sweep_table
+from qd.bench.sweep import ask_table, overheads, sweep_table
 
 
 def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
@@ -27,9 +27,17 @@ def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
     assert table[6] == "| 7.0 | 2.0 | 3.8 | 1.8 (1.0 + 0.8) | 8.0 |"
 
 
+def test_the_ask_table_times_an_ask_in_a_real_study_of_each_size(tmp_path):
+    table = ask_table([0, 3], tmp_path).splitlines()
+    assert table[:2] == ["| finished trials in the study | ask ms (median of 10) |", "| ---: | ---: |"]
+    assert [re.fullmatch(r"\| (\d+) \| (\d+) \|", row)[1] for row in table[2:]] == ["0", "3"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["asks-0.db", "asks-3.db"]
+
+
 @pytest.mark.heavy
 def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path):
-    result = run_cli(["-m", "qd.bench", "sweep", "--trials", "4", "--steps", "100", "--retries", "0"], ROOT)
+    result = run_cli(["-m", "qd.bench", "sweep", "--trials", "4", "--steps", "100", "--retries", "0", "--asks", "2"],
+                     ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert re.search(r"^CPU: .+, \d+ cores; ISA: .+$", result.stdout, re.M), result.stdout
     row = next(line for line in result.stdout.splitlines() if line.startswith("| densenet_lr, 100 steps a trial"))
@@ -39,3 +47,4 @@ def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path
     # The ratio is the table's own figures, each rounded to 0.1 s
     low, high = (wall - 0.05) / ((training + 0.05) / workers), (wall + 0.05) / ((training - 0.05) / workers)
     assert low - 0.005 <= float(ratio) <= high + 0.005, (ratio, wall, training)
+    assert re.search(r"^\| 2 \| \d+ \|$", result.stdout, re.M), result.stdout

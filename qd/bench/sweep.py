@@ -3,7 +3,8 @@
 `python -m qd.bench sweep` runs `main_densenet.py -m +sweep=densenet_lr +launcher=parallel` (16 trials, 2 workers,
 2,000 steps a trial at learning rates that train, on the synthetic set) as a user does, and prints the CPU, its
 wall time against the ideal, its trials' training time shared by its workers, where the rest went, and the run's
-load (qd.bench.load).
+load (qd.bench.load); then how long the sweeping process takes to ask for a trial in studies of 10 and 100
+finished trials (`--asks`), the part of the time between jobs that grows with the study.
 """
 
 from __future__ import annotations
@@ -94,6 +95,54 @@ def sweep_table(r: dict, steps: int) -> str:
     ])  # fmt: skip
 
 
+def ask_ms(n_finished: int, work: Path, asks: int = 10) -> float:
+    """The median milliseconds of the sweeping process's ask for a trial (under the study's lock: the janitor's
+    read, the count, TPE's draw, the trial's creation) in a SQLite study of the dense net's preset that holds
+    `n_finished` finished trials of 20 evaluations each: what each trial's start costs as a study grows."""
+    import math
+    import random
+    import statistics
+
+    from qd.experiment import compat
+    from qd.experiment.broker import Broker
+    from qd.experiment.conf import CONF_DIR
+    from qd.experiment.identity import job_config
+    from qd.experiment.lean_optuna import optuna
+    from qd.experiment.outcomes import COMPLETE, Ended
+    from qd.experiment.samplers import make_sampler
+    from qd.experiment.settings import read_settings
+    from qd.experiment.study import open_study
+
+    overrides = ["+sweep=densenet_lr", f'hydra.sweeper.storage="sqlite:///{work}/asks-{n_finished}.db"',
+                 f"hydra.sweeper.n_trials={n_finished + asks}", "hydra.mode=MULTIRUN"]  # fmt: skip
+    with compat.hydra_app(str(CONF_DIR), "main_densenet") as app:
+        cfg = compat.compose(app, "densenet", overrides)
+    s = read_settings(cfg, overrides[:1])
+    study, storage = open_study(s.storage, None, s.directions, cfg, job_config(cfg), s.space,
+                                make_sampler(s.sampler, s.space))  # fmt: skip
+    rng, (name, distribution) = random.Random(0), next(iter(s.space.searched.items()))
+    low, high = math.log(distribution.low), math.log(distribution.high)  # the preset's log-uniform learning rate
+    curve = lambda: {100 * (i + 1): rng.random() for i in range(20)}  # noqa: E731  (20 evaluations)
+    study.add_trials([
+        optuna.trial.create_trial(params={name: math.exp(rng.uniform(low, high))}, distributions={name: distribution},
+                                  value=rng.random(), intermediate_values=curve())
+        for _ in range(n_finished)
+    ])  # fmt: skip
+    broker, seconds = Broker(study, storage, s.space, s.n_trials), []
+    for _ in range(asks):
+        start = time.perf_counter()
+        (trial, _), _ = broker.ask()
+        seconds.append(time.perf_counter() - start)
+        broker.tell(Ended(trial.number, COMPLETE, (rng.random(),)))
+    return 1000 * statistics.median(seconds)
+
+
+def ask_table(sizes: list[int], work: Path) -> str:
+    """Markdown: the sweeping process's ask, in milliseconds, in studies of `sizes` finished trials."""
+    rows = [f"| {n} | {ask_ms(n, work):.0f} |" for n in sizes]
+    return "\n".join(["| finished trials in the study | ask ms (median of 10) |", "| ---: | ---: |", *rows])
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m qd.bench sweep`: print the sweep's table in markdown."""
     parser = argparse.ArgumentParser(prog="python -m qd.bench sweep", description=__doc__.split("\n\n")[0])
@@ -101,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="joblib workers (default 2)")
     parser.add_argument("--steps", type=int, default=2000, help="training steps a trial (default 2000)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a sweep taken under load (default 1)")
+    parser.add_argument("--asks", default="10,100", help="the study sizes an ask is timed in (default 10,100)")
     args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.asks.split(",")]
     from qd.bench.speed import cpu_header
     from qd.core.cpu import describe_cpu
 
@@ -113,3 +164,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nA {args.trials}-trial sweep on {args.workers} joblib workers, its trials' training against the whole:\n")
     print(sweep_table({**result, "load": load}, args.steps))
     print(LOAD_NOTE)
+    with tempfile.TemporaryDirectory(prefix="qd-asks-") as tmp:
+        print(f"\nThe sweeping process's ask for a trial as its study grows (SQLite):\n\n{ask_table(sizes, Path(tmp))}")
