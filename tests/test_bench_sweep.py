@@ -36,8 +36,8 @@ def test_the_ask_table_times_an_ask_in_a_real_study_of_each_size(tmp_path):
 
 @pytest.mark.heavy
 def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path):
-    result = run_cli(["-m", "qd.bench", "sweep", "--trials", "4", "--steps", "100", "--retries", "0", "--asks", "2"],
-                     ROOT)  # fmt: skip
+    argv = ["-m", "qd.bench", "sweep", "--trials", "4", "--steps", "100", "--retries", "0", "--study-sizes", "2"]
+    result = run_cli(argv, ROOT)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^CPU: .+, \d+ cores; ISA: .+$", result.stdout, re.M), result.stdout
     row = next(line for line in result.stdout.splitlines() if line.startswith("| densenet_lr, 100 steps a trial"))
@@ -48,3 +48,10 @@ def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path
     low, high = (wall - 0.05) / ((training + 0.05) / workers), (wall + 0.05) / ((training - 0.05) / workers)
     assert low - 0.005 <= float(ratio) <= high + 0.005, (ratio, wall, training)
     assert re.search(r"^\| 2 \| \d+ \|$", result.stdout, re.M), result.stdout
+
+
+def test_the_study_sizes_are_numbers_of_trials_or_one_line_naming_the_flag():
+    result = run_cli(["-m", "qd.bench", "sweep", "--study-sizes", "10,x"], ROOT)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("python -m qd.bench sweep: error: argument --study-sizes: '10,x': "
+                                              "expected numbers of trials, 0 or more, separated by commas")  # fmt: skip

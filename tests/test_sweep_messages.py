@@ -92,6 +92,12 @@ REFUSALS = [
      "error: hydra.sweeper.storage=null keeps the study in this process's memory, which the launcher's jobs cannot "
      "reach to report their learning curves; give a database, such as "
      "hydra.sweeper.storage=sqlite:///outputs/sweeps/densenet_lr.db"),
+    # A search space Optuna reads: refused while the workers warm on data that is there, and before any is built
+    (["+sweep=densenet_lr", "+launcher=parallel", "optimizer.lr=tag(log, interval(0, 1))", "data.dir={data}"],
+     "error: optimizer.lr=tag(log, interval(0, 1)): a log scale needs a low above 0"),
+    (["+sweep=densenet_lr", "+launcher=parallel", "optimizer.lr=tag(log, interval(0, 1))", "data.prepare=synthetic",
+      "data.dir=built"],
+     "error: optimizer.lr=tag(log, interval(0, 1)): a log scale needs a low above 0"),
     (["+sweep=densenet_lr", "data.dir={bad}"],
      "error: {bad}/fruit_labels.npy: labels span 0..7; expected integers in 0..5"),
     (["+sweep=densenet_lr", "+launcher=parallel", "data.dir={bad}"],

@@ -186,6 +186,18 @@ def test_two_joblib_workers_run_the_trials_in_two_worker_processes(course_dir, t
     assert result.stdout.splitlines()[-1] == "imported:"
 
 
+@pytest.mark.slow
+def test_a_parallel_sweep_builds_its_data_before_its_workers_load_it(tmp_path):
+    """The workers start early, beside the sweeping process's import of Optuna, only on data that is there: on the
+    data's first use they start once it is built (building the synthetic set outlasts their imports)."""
+    result = run_cli([str(ROOT / "main_densenet.py"), "-m", "+sweep=densenet_lr",
+                      "+launcher=parallel", "data.prepare=synthetic", "data.dir=built", "hydra.sweeper.n_trials=2",
+                      LEARNING], tmp_path, env={"QD_QUICK": "1"}, timeout=400)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == "preparing the synthetic data set in built (first use)"
+    assert [t.state.name for t in study_trials(tmp_path, "densenet_lr")] == ["COMPLETE"] * 2
+
+
 def test_the_warmed_workers_are_those_the_parallel_launcher_sends_trials_to(course_dir):
     """qd warms the workers with the launcher's own joblib options: the launcher's batches go to those processes,
     which then hold torch (with torch._dynamo), Optuna without its plotting libraries and the data; stop() ends them."""

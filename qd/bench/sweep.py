@@ -4,7 +4,7 @@
 2,000 steps a trial at learning rates that train, on the synthetic set) as a user does, and prints the CPU, its
 wall time against the ideal, its trials' training time shared by its workers, where the rest went, and the run's
 load (qd.bench.load); then how long the sweeping process takes to ask for a trial in studies of 10 and 100
-finished trials (`--asks`), the part of the time between jobs that grows with the study.
+finished trials (`--study-sizes`), the part of the time between jobs that grows with the study.
 """
 
 from __future__ import annotations
@@ -143,6 +143,17 @@ def ask_table(sizes: list[int], work: Path) -> str:
     return "\n".join(["| finished trials in the study | ask ms (median of 10) |", "| ---: | ---: |", *rows])
 
 
+def study_sizes(text: str) -> list[int]:
+    """`--study-sizes`: numbers of finished trials, 0 or more, separated by commas."""
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers of trials, 0 or more, separated by commas")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m qd.bench sweep`: print the sweep's table in markdown."""
     parser = argparse.ArgumentParser(prog="python -m qd.bench sweep", description=__doc__.split("\n\n")[0])
@@ -150,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="joblib workers (default 2)")
     parser.add_argument("--steps", type=int, default=2000, help="training steps a trial (default 2000)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a sweep taken under load (default 1)")
-    parser.add_argument("--asks", default="10,100", help="the study sizes an ask is timed in (default 10,100)")
+    parser.add_argument("--study-sizes", type=study_sizes, default="10,100",
+                        help="finished trials of the studies an ask is timed in (default 10,100)")  # fmt: skip
     args = parser.parse_args(argv)
-    sizes = [int(n) for n in args.asks.split(",")]
     from qd.bench.speed import cpu_header
     from qd.core.cpu import describe_cpu
 
@@ -165,4 +176,5 @@ def main(argv: list[str] | None = None) -> None:
     print(sweep_table({**result, "load": load}, args.steps))
     print(LOAD_NOTE)
     with tempfile.TemporaryDirectory(prefix="qd-asks-") as tmp:
-        print(f"\nThe sweeping process's ask for a trial as its study grows (SQLite):\n\n{ask_table(sizes, Path(tmp))}")
+        asks = ask_table(args.study_sizes, Path(tmp))
+    print(f"\nThe sweeping process's ask for a trial as its study grows (SQLite):\n\n{asks}")

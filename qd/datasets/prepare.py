@@ -21,10 +21,17 @@ def ensure_data(data_cfg: dict) -> None:
     data_dir, prepare = Path(data_cfg["dir"]), data_cfg.get("prepare", "none")
     if prepare != "none" and prepare not in BUILDERS:
         raise QDError(f"data.prepare: got {prepare!r}; expected none, synthetic or real_sample")
-    if prepare == "none" or all((data_dir / n).exists() for names in FILES.values() for n in names if n):
+    if not to_build(data_cfg):
         return
     print(f"preparing the {prepare} data set in {data_dir} (first use)", file=sys.stderr)
     BUILDERS[prepare](data_dir)
+
+
+def to_build(data_cfg: dict) -> bool:
+    """Whether the configured data set is still to be built (`prepare` names a builder, and a file is missing)."""
+    data_dir = Path(data_cfg["dir"])
+    missing = not all((data_dir / n).exists() for names in FILES.values() for n in names if n)
+    return data_cfg.get("prepare", "none") != "none" and missing
 
 
 def check_course_data(data_dir: Path, splits: tuple[str, ...], instead: str) -> None:

@@ -16,6 +16,7 @@ import runpy
 import shlex
 import sys
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import hydra
@@ -200,34 +201,43 @@ def run_one(app: object, model: str, cfg: DictConfig, job: dict, overrides: list
 
 def run_sweep(app: object, model: str, cfg: DictConfig, job: dict, overrides: list[str]) -> None:
     """A sweep: its settings, device and options checked, its data prepared; then Hydra's multirun, with the
-    configured sweeper. The parallel launcher's workers start first, on the data made ready for them: they import
-    torch, check the device and options and load the data while this process imports Optuna to check the rest of
+    configured sweeper. The parallel launcher's workers import torch, check the device and options and load the
+    data; where the data is there already, they start first, while this process imports Optuna to read the rest of
     the sweep's settings. They stop when the sweep ends, however it ends."""
+    from qd.datasets.prepare import to_build
+
     qd_sweep = is_qd_sweep(cfg.hydra)
     parallel = workers.is_parallel(cfg.hydra)
+    workers_first = parallel and not (qd_sweep and to_build(job["data"]))  # a bad setting is refused before a build
     warming = None
     try:
-        if parallel:
-            if qd_sweep:
-                prepare_data(job, load=False)
-            with held():  # the executor's processes and semaphores made whole, or nothing stops them
-                warming = workers.warm(cfg.hydra.launcher, job)
-        if qd_sweep:  # the rest of its settings (Optuna), its pruner and the sweep's code, while the workers warm
+        if workers_first:
+            warming = start_workers(cfg.hydra.launcher, job)
+        if qd_sweep:
             read_settings(cfg, list(cfg.hydra.overrides.task))  # its warnings once: the sweep's are the same
+        if not parallel:
+            check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
+        if qd_sweep:
+            prepare_data(job, load=not parallel)
+        if parallel and not workers_first:
+            warming = start_workers(cfg.hydra.launcher, job)
+        if qd_sweep:
             import qd.experiment.sweep  # noqa: F401
             from qd.experiment.trial import make_pruner
 
             make_pruner(job.get("pruning"))
-        if not parallel:
-            check_training(job, model=not qd_sweep)  # a sweep may search the architecture: each trial checks its own
-            if qd_sweep:
-                prepare_data(job, load=True)
         for _ in warming or ():  # a worker's QDError is raised here, before anything is written
             pass
         compat.multirun(app, model, task, overrides)
     finally:
         if parallel:
             workers.stop(warming)
+
+
+def start_workers(launcher: DictConfig, job: dict) -> Generator[None, None, None]:
+    """The parallel launcher's workers, started and warming (workers.warm)."""
+    with held():  # the executor's processes and semaphores made whole, or nothing stops them
+        return workers.warm(launcher, job)
 
 
 def compose_checked(app: object, model: str, overrides: list[str], multirun: bool) -> DictConfig:

@@ -37,7 +37,8 @@ GRID_STOP = "`Study.stop` is supposed to be invoked inside an objective function
 
 
 class Broker:
-    """Asks study `study` for trials and tells it how they ended; `storage` is the study's, uncached."""
+    """Asks study `study` for trials and tells it how they ended; `storage` is the study's, which reads what
+    other processes wrote at once (qd.experiment.storage.HeldStorage)."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, space: SearchSpace,
                  n_trials: int) -> None:  # fmt: skip

@@ -41,8 +41,8 @@ CHANCE = 1 / N_CLASSES  # what a diverged trial of qd's app scored, for the samp
 
 
 class Janitor:
-    """Settles study `study`'s trials that dead sweep processes left; `storage` is uncached, so that it reads what
-    other processes wrote at once."""
+    """Settles study `study`'s trials that dead sweep processes left; `storage` reads what other processes wrote
+    at once (qd.experiment.storage.HeldStorage)."""
 
     def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, study_id: int) -> None:
         self.study, self.storage, self.study_id = study, storage, study_id
@@ -66,8 +66,8 @@ class Janitor:
             trials = self.trials()
         return ended, outliving, trials
 
-    def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False)
 
     def settle(self, trial: optuna.trial.FrozenTrial) -> Ended | None:
         """Tell an orphan whose job ended how it ended, from the job's record; mark it interrupted where there is

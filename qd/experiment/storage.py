@@ -101,10 +101,11 @@ class HeldStorage(optuna.storages.RDBStorage):
     """Optuna's storage, each of its calls held whole against Ctrl-C (qd.core.interrupt.held): a KeyboardInterrupt
     raised inside SQLAlchemy can leave the database locked, or print SQLAlchemy's traceback.
 
-    A finished trial is read from the database once: Optuna refuses every write to it, so it never changes. A sweep
-    reads its study's trials several times at each ask, and a pruner at each evaluation; each read fetches the
-    unfinished trials and the newly finished ones only (Optuna's cached storage keeps a process's own running trials
-    too, and writes their values late, which the other processes of a sweep must see at once).
+    A finished trial is read from the database once: Optuna refuses every write to it, so it never changes. The
+    sweeping process reads its study's trials at each ask; each read fetches the unfinished trials and the newly
+    finished ones only (Optuna's cached storage keeps a process's own running trials too, and writes their values
+    late, which the other processes of a sweep must see at once). With deepcopy=False, the finished trials returned
+    are the ones kept: read them, never change them.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -125,6 +126,10 @@ class HeldStorage(optuna.storages.RDBStorage):
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
+
+    def delete_study(self, study_id: int) -> None:
+        super().delete_study(study_id)
+        self._finished.pop(study_id, None)  # SQLite may give a new study the deleted one's id
 
 
 def open_readonly(url: str) -> optuna.storages.RDBStorage:

@@ -23,8 +23,8 @@ from qd.experiment.storage import new_in_memory, open_for_sweep, with_retries
 def open_study(storage_url: str | None, study_name: str | None, directions: list[str], config: DictConfig,
                job: dict, space: SearchSpace, sampler: optuna.samplers.BaseSampler,
                ) -> tuple[optuna.Study, optuna.storages.BaseStorage]:  # fmt: skip
-    """Name, open (or create) and check the sweep's study (QDError: one line); the study and its storage (uncached:
-    what other processes wrote is read at once)."""
+    """Name, open (or create) and check the sweep's study (QDError: one line); the study and its storage (which reads
+    what other processes wrote at once: qd.experiment.storage.HeldStorage)."""
     fixed = fixed_configuration(job, space.expressions, set(space.conditional))
     name = study_name or f"{default_prefix(config)}-{short_hash(fixed)}"
     url = storage_url or "memory"
