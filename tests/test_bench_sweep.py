@@ -22,9 +22,12 @@ def test_a_sweeps_time_beyond_training_is_split_by_where_it_went():
     assert split == {"start_up": 2.0, "in_jobs": (1 + 1 + 3 + 2.5) / 2, "between": (2 + 1.5) / 2,
                      "hydra": (1 + 1) / 2, "trial": (1 + 0.5) / 2, "tail": 8.0}  # fmt: skip
     table = sweep_table({"wall": 20.0, "training": 26.0, "workers": 2, "trials": 4, "failed": 0, "load": 0.1,
-                         **split}, steps=100).splitlines()  # fmt: skip
+                         "cpu": 36.4, "cores": 2, **split}, steps=100).splitlines()  # fmt: skip
     assert table[2] == "| densenet_lr, 100 steps a trial | 4 (0) | 2 | 26.0 | 20.0 | 1.54 | 1.3 | no | 0.10 |"
     assert table[6] == "| 7.0 | 2.0 | 3.8 | 1.8 (1.0 + 0.8) | 8.0 |"
+    # 36.4 CPU seconds on 2 cores take at least 18.2 s: 1.4 times the 13 s of training a worker
+    assert table[8] == "| CPU s of the sweep's processes | beyond training | least wall / (sum / workers) on 2 cores |"
+    assert table[10] == "| 36.4 | 10.4 | 1.40 |"
 
 
 def test_the_ask_table_times_an_ask_in_a_real_study_of_each_size(tmp_path):
@@ -47,6 +50,11 @@ def test_the_sweep_bench_names_the_cpu_and_its_ratio_is_its_own_figures(tmp_path
     # The ratio is the table's own figures, each rounded to 0.1 s
     low, high = (wall - 0.05) / ((training + 0.05) / workers), (wall + 0.05) / ((training - 0.05) / workers)
     assert low - 0.005 <= float(ratio) <= high + 0.005, (ratio, wall, training)
+    # The sweep's processes, its workers with it, ran their CPU time on this machine's cores within its wall time
+    cpu_row = re.search(r"^\| ([\d.]+) \| ([\d.-]+) \| ([\d.]+) \|$", result.stdout, re.M)
+    cpu, least = float(cpu_row[1]), float(cpu_row[3])
+    assert least <= float(ratio) + 0.01, result.stdout
+    assert cpu > wall / 2, result.stdout  # the workers' CPU counted: the sweeping process alone waits through most
     assert re.search(r"^\| 2 \| \d+ \|$", result.stdout, re.M), result.stdout
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from qd import ROOT
 from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
@@ -66,8 +66,18 @@ def checkout_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
-    """Run `argv`; return its stdout, wall seconds and peak resident memory in MiB."""
+class Child(NamedTuple):
+    """What a child process printed and cost: its wall seconds, peak resident memory in MiB, and CPU seconds with
+    those of the children it waited for (a sweep's worker processes)."""
+
+    stdout: str
+    wall: float
+    peak_mib: float
+    cpu: float
+
+
+def run_child(argv: list[str], threads: int) -> Child:
+    """Run `argv` to its end; what it printed and cost."""
     env = checkout_env()
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -79,7 +89,7 @@ def run_child(argv: list[str], threads: int) -> tuple[str, float, float]:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(argv)}: exit status {proc.returncode}")
-    return out, wall, usage.ru_maxrss / 1024
+    return Child(out, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def course_args(side: str, name: str, mode: str, s: Setup) -> list[str]:
@@ -111,13 +121,13 @@ def _run_path(row: str, side: str, s: Setup) -> dict:
     kind, _, name = row.partition(" ")
     if kind == "course":
         runs = [run_child(course_argv(side, name, mode, s), s.threads) for mode in ("train", "predict")]
-        return {"seconds": sum(wall for _, wall, _ in runs), "peak_mib": max(peak for *_, peak in runs),
+        return {"seconds": sum(r.wall for r in runs), "peak_mib": max(r.peak_mib for r in runs),
                 "threads": s.threads}  # fmt: skip
     spec = {"row": row, "side": side, "data_dir": str(s.data_dir), "work": str(s.work), "steps": s.steps,
             "threads": s.threads}  # fmt: skip
     code = "import sys; from qd.bench.paths import measure_json; measure_json(sys.argv[1])"
-    out, _, peak = run_child([sys.executable, "-c", code, json.dumps(spec)], s.threads)
-    return {**json.loads(out.splitlines()[-1]), "peak_mib": peak}
+    child = run_child([sys.executable, "-c", code, json.dumps(spec)], s.threads)
+    return {**json.loads(child.stdout.splitlines()[-1]), "peak_mib": child.peak_mib}
 
 
 def run_path(row: str, side: str, s: Setup) -> dict:
@@ -135,9 +145,10 @@ def breakdown(names: list[str], s: Setup) -> dict:
             for mode in ("train", "predict"):
                 spec = json.dumps({"side": side, "mode": mode, "argv": course_args(side, name, mode, s)})
                 argv = [sys.executable, "-m", "qd.bench.phases", spec]
-                (out, wall, _), load = least_disturbed(lambda argv=argv: run_child(argv, s.threads), s.retries)
-                results[name, side, mode] = {"wall": wall, "load": load, **json.loads(out.splitlines()[-1])}
-                print(f"breakdown {name} {side} {mode}: {wall:.2f} s", file=sys.stderr)
+                child, load = least_disturbed(lambda argv=argv: run_child(argv, s.threads), s.retries)
+                phases = json.loads(child.stdout.splitlines()[-1])
+                results[name, side, mode] = {"wall": child.wall, "load": load, **phases}
+                print(f"breakdown {name} {side} {mode}: {child.wall:.2f} s", file=sys.stderr)
     return results
 
 

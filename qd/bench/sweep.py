@@ -2,9 +2,10 @@
 
 `python -m qd.bench sweep` runs `main_densenet.py -m +sweep=densenet_lr +launcher=parallel` (16 trials, 2 workers,
 2,000 steps a trial at learning rates that train, on the synthetic set) as a user does, and prints the CPU, its
-wall time against the ideal, its trials' training time shared by its workers, where the rest went, and the run's
-load (qd.bench.load); then how long the sweeping process takes to ask for a trial in studies of 10 and 100
-finished trials (`--study-sizes`), the part of the time between jobs that grows with the study.
+wall time against the ideal, its trials' training time shared by its workers, where the rest went, the run's load
+(qd.bench.load), and its processes' CPU time with the least ratio that allows on this machine's cores; then how
+long the sweeping process takes to ask for a trial in studies of 10 and 100 finished trials (`--study-sizes`), the
+part of the time between jobs that grows with the study.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from qd import ROOT
 from qd.bench.load import LOAD_NOTE, least_disturbed, load_cell
+from qd.core.cores import usable_cores
 from qd.datasets.prepare import SYNTHETIC_DIR, ensure_data
 
 TARGET = 1.3  # the most a sweep's wall time may exceed its trials' training time shared by its workers
@@ -28,8 +30,9 @@ LEARNING_RATES = "optimizer.lr=tag(log, interval(1e-4, 1e-2))"
 
 
 def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int) -> dict:
-    """Run the sweep once in a fresh study; its wall time, its trials' training (a trial's train_time_s; a failed
-    trial's wall_time_s) and overheads()."""
+    """Run the sweep once in a fresh study; its wall time, the CPU time of its processes (the sweeping process and
+    the workers it waited for), this machine's cores, its trials' training (a trial's train_time_s; a failed trial's
+    wall_time_s) and overheads()."""
     from qd.bench.speed import run_child  # here, as torch: --help answers at once
 
     out = Path(tempfile.mkdtemp(prefix="sweep-", dir=work))
@@ -38,14 +41,14 @@ def run_sweep(data_dir: Path, work: Path, trials: int, workers: int, steps: int)
     argv += [f"data.dir={data_dir}", f'hydra.sweeper.storage="sqlite:///{out}/study.db?timeout=60"']
     argv += [f"hydra.sweep.dir={out}/jobs", LEARNING_RATES]
     launched = time.time()
-    _, wall, _ = run_child(argv, 0)
+    child = run_child(argv, 0)
     ended = time.time()
     metrics = [json.loads(p.read_text()) for p in (out / "jobs").glob("*/metrics.json")]
     training = sum(m.get("train_time_s", m["wall_time_s"]) for m in metrics)
     failed = sum(m["state"] != "complete" for m in metrics)
     return {
-        "wall": wall, "training": training, "trials": len(metrics), "failed": failed, "workers": workers,
-        **overheads(metrics, launched, ended, workers),
+        "wall": child.wall, "cpu": child.cpu, "cores": usable_cores(), "training": training, "trials": len(metrics),
+        "failed": failed, "workers": workers, **overheads(metrics, launched, ended, workers),
     }  # fmt: skip
 
 
@@ -76,7 +79,7 @@ def overheads(metrics: list[dict], launched: float, ended: float, workers: int) 
 
 def sweep_table(r: dict, steps: int) -> str:
     """Markdown: the sweep's wall time against the ideal, its trials' training time shared by its workers; where
-    the rest went; its load."""
+    the rest went; its load; its CPU time and the least ratio that allows."""
     ideal = r["training"] / r["workers"]
     met = "yes" if r["wall"] <= TARGET * ideal else "no"
     return "\n".join([
@@ -92,7 +95,17 @@ def sweep_table(r: dict, steps: int) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
         f"| {r['wall'] - ideal:.1f} | {r['start_up']:.1f} | {r['in_jobs']:.1f} "
         f"| {r['between']:.1f} ({r['hydra']:.1f} + {r['trial']:.1f}) | {r['tail']:.1f} |",
+        "",
+        f"| CPU s of the sweep's processes | beyond training | least wall / (sum / workers) on {r['cores']} cores |",
+        "| ---: | ---: | ---: |",
+        f"| {r['cpu']:.1f} | {r['cpu'] - r['training']:.1f} | {least_ratio(r):.2f} |",
     ])  # fmt: skip
+
+
+def least_ratio(r: dict) -> float:
+    """The least wall / (sum / workers) the sweep's CPU time allows on this machine, however well its work were
+    spread: its cores run at most as many CPU seconds a second, so its wall time is at least its CPU time / cores."""
+    return r["cpu"] / r["cores"] / (r["training"] / r["workers"])
 
 
 def ask_ms(n_finished: int, work: Path, asks: int = 10) -> float:
