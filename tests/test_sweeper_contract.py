@@ -4,6 +4,7 @@ its meaning, Hydra's callbacks, one study shared by several processes, and one l
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, ours, run_here, start
+from conftest import ROOT, ours, run_cli, run_here, start
 from qd.experiment.outcomes import INTERRUPTED, INTERRUPTED_SWEEP, OUTCOME, REASON
 
 APP = ROOT / "tests/apps/objectives.py"
@@ -189,6 +190,9 @@ REFUSED = [
     (["hydra.sweeper.custom_search_space=objectives.nowhere"],
      "error: hydra.sweeper.custom_search_space=objectives.nowhere: cannot be found; expected the dotted path of a "
      "function f(config, trial) that Python can import"),
+    (["hydra.sweeper.custom_search_space=objectives.any_z", "z=0.5"],
+     "error: hydra.sweeper.custom_search_space: it suggested z, which the overrides fix; search a key, or fix it, not "
+     "both"),
     (["hydra.sweeper.storage=nowhere"],
      "error: hydra.sweeper.storage=nowhere: not a database URL (Could not parse SQLAlchemy URL from string "
      "'nowhere')"),
@@ -246,3 +250,68 @@ def test_a_ctrl_c_that_the_jobs_code_turns_into_another_error_still_interrupts_i
     assert (sweep.returncode, ours(err)) == (130, [INTERRUPTED_SWEEP]), err
     (trial,) = study(tmp_path, "sphere").trials
     assert (trial.user_attrs[OUTCOME], trial.user_attrs[REASON]) == (INTERRUPTED, "interrupted (Ctrl-C)")
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_while_the_sampler_draws_marks_the_new_trial_interrupted(tmp_path):
+    result = run_here([str(APP), "-m", "hydra.sweeper.storage=sqlite:///study.db", "hydra/sweeper/sampler=random",
+                       "hydra.sweeper.sampler._target_=objectives.interrupted_sampler"], tmp_path)  # fmt: skip
+    assert (result.returncode, ours(result.stderr)) == (130, [INTERRUPTED_SWEEP]), result.stderr
+    (trial,) = study(tmp_path, "sphere").trials  # created, then cut before its values were drawn
+    assert (trial.state.name, trial.user_attrs[OUTCOME]) == ("FAIL", INTERRUPTED)
+
+
+@pytest.mark.slow
+def test_interpolations_only_a_job_resolves_leave_a_named_study_to_resume(tmp_path):
+    # A job's folder, the time and an unset variable: the sweeping process cannot (or must not) resolve them
+    given = ["hydra.sweeper.storage=sqlite:///study.db", "+folder=${hydra:runtime.output_dir}",
+             "+stamp=${now:%H%M%S%f}", "+unset=${oc.env:QD_TEST_NEVER_SET}"]  # fmt: skip
+    first = run_here([str(APP), "-m", *given, "hydra.sweeper.n_trials=2"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_here([str(APP), "-m", *given, "hydra.sweeper.n_trials=3"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert ours(again.stdout)[0] == "resuming study sphere: 2 finished trials kept, 1 to run"
+    assert [t.state.name for t in study(tmp_path, "sphere").trials] == ["COMPLETE"] * 3
+
+
+@pytest.mark.slow
+def test_a_study_name_of_hydras_own_characters_reaches_each_job_as_written(tmp_path):
+    name = "run(1), x=y 'b'"
+    result = run_here([str(APP), "-m", "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.n_trials=2",
+                       f"hydra.sweeper.study_name='{name}'".replace("'b'", "\\'b\\'")], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert ours(result.stdout)[0] == f"new study {name}: 2 trials to run"
+    assert [t.state.name for t in study(tmp_path, name).trials] == ["COMPLETE"] * 2
+
+
+@pytest.mark.slow
+def test_a_task_may_return_infinity_or_its_values_as_an_array(tmp_path):
+    infinite = run_here([str(APP), "-m", "hydra.sweeper.n_trials=2", "+returned=infinity",
+                         "hydra.sweeper.storage=sqlite:///study.db"], tmp_path)  # fmt: skip
+    assert infinite.returncode == 0, infinite.stderr
+    assert [(t.state.name, t.value) for t in study(tmp_path, "sphere").trials] == [("COMPLETE", math.inf)] * 2
+    array = run_here([str(APP), "--config-name", "pareto", "-m", "hydra.sweeper.n_trials=2", "+returned=array",
+                      "hydra.sweeper.storage=sqlite:///study.db"], tmp_path)  # fmt: skip
+    assert array.returncode == 0, array.stderr
+    trials = study(tmp_path, "pareto").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2
+    assert all(t.values[1] == t.params["x"] ** 2 + t.params["y"] ** 2 for t in trials)
+
+
+@pytest.mark.slow
+def test_a_named_study_kept_to_its_direction_in_one_line(tmp_path):
+    stored = ["hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.n_trials=1"]
+    assert run_here([str(APP), "-m", *stored], tmp_path).returncode == 0
+    result = run_here([str(APP), "-m", *stored, "hydra.sweeper.direction=maximize"], tmp_path)
+    assert (result.returncode, ours(result.stderr)) == (2, [
+        "error: hydra.sweeper.direction=maximize: study sphere was created to minimize; keep its direction, or name "
+        "another study (hydra.sweeper.study_name=...)"]), result.stderr  # fmt: skip
+
+
+@pytest.mark.slow
+def test_multivariate_tpe_draws_the_keys_together(tmp_path):
+    # Optuna's warning where TPE draws a key alone goes to the stderr its logger was first given: a process's own
+    result = run_cli([str(APP), "-m", "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.multivariate=true",
+                      "hydra.sweeper.sampler.n_startup_trials=2"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sampled independently" not in result.stderr, result.stderr

@@ -9,7 +9,6 @@ next process sees them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from hydra.core.utils import JobReturn
 
@@ -68,23 +67,26 @@ class Broker:
             settled, _, trials = self.janitor.tidy()
             if len(counted(trials)) >= self.n_trials:
                 return None, settled
-            trial = self._ask([t for t in trials if t.state == TrialState.WAITING])
-            self.running.add(trial.number)
+            trial = optuna.Trial(self.study, self._claim([t for t in trials if t.state == TrialState.WAITING]))
             return (trial, self.space.draw(trial)), settled
 
-    def _ask(self, waiting: list[optuna.trial.FrozenTrial]) -> optuna.Trial:
-        """study.ask, with the trial naming this process from its first write: a process killed at any instant
-        leaves no running trial that names no process (which no other could tell from one being asked for now).
-        A queued trial (of `waiting`, the study's) is named, then run; a new one is created named."""
+    def _claim(self, waiting: list[optuna.trial.FrozenTrial]) -> int:
+        """The id of a trial this process runs, counted in `running` as soon as it runs (Ctrl-C while the sampler
+        draws marks it interrupted too), and naming this process from its first write: a process killed at any
+        instant leaves no running trial that names no process (which no other could tell from one being asked for
+        now). A queued trial (of `waiting`, the study's) is named, then run; a new one is created named."""
         me = this_process()
         self.study.get_trials(deepcopy=False)  # Optuna's cache of the study, which its sampler reads, made current
         for queued in waiting:
             trial_id = self._id(queued.number)
             self.storage.set_trial_user_attr(trial_id, SWEEPER, me)
             if self.storage.set_trial_state(trial_id, TrialState.RUNNING):
-                return optuna.Trial(self.study, trial_id)
+                self.running.add(queued.number)
+                return trial_id
         named = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={SWEEPER: me})
-        return optuna.Trial(self.study, self.storage.create_new_trial(self.study_id, named))
+        trial_id = self.storage.create_new_trial(self.study_id, named)
+        self.running.add(self.storage.get_trial_number_from_id(trial_id))
+        return trial_id
 
     def tell(self, ended: Ended) -> None:
         """Tell the study how a trial of this process ended (why, in its attributes, when it did not complete)."""
@@ -131,10 +133,14 @@ def ended_how(number: int, returned: JobReturn | BaseException, objectives: int)
 
 
 def _values(returned: object, objectives: int) -> tuple[float, ...] | None:
-    """A job's return as the study's values: `objectives` finite numbers; None otherwise."""
-    many = returned if isinstance(returned, Sequence) and not isinstance(returned, str) else [returned]
+    """A job's return as the study's values: `objectives` numbers, none of them NaN (an infinity counts, as Optuna
+    counts it), several in any iterable (a tuple, a list, a NumPy array); None otherwise."""
+    try:
+        many = [returned] if isinstance(returned, (str, bytes)) else list(returned)
+    except TypeError:  # one number, a 0-d array's too
+        many = [returned]
     try:
         values = tuple(float(v) for v in many)
     except (TypeError, ValueError):
         return None
-    return values if len(values) == objectives and all(math.isfinite(v) for v in values) else None
+    return values if len(values) == objectives and not any(math.isnan(v) for v in values) else None

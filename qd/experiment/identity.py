@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from qd.core.data import FILES
 
@@ -20,6 +20,8 @@ from qd.core.data import FILES
 # what a run measures.
 NOT_SETTINGS = ("paths", "pruning", "trial", "resume", "data.prepare", "train.device", "train.threads",
                 "train.memory_format")  # fmt: skip
+# Resolvers whose value only a job knows (its folder, its name) or that differ from run to run of one sweep.
+PER_JOB_RESOLVERS = ("hydra", "now")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -75,5 +77,29 @@ def short_hash(fixed: dict) -> str:
 
 
 def job_config(cfg: DictConfig) -> dict:
-    """What a job of `cfg` runs with: the config without its `hydra` node, resolved, as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    """What a job of `cfg` runs with: the config without its `hydra` node, as a plain dict, its interpolations resolved
+    but those that only a job can resolve, or that differ from run to run (`${hydra:...}`, `${now:...}`) and those
+    that cannot be resolved here (an unset `${oc.env:...}`), which stay as written."""
+    return _resolved(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+
+def _resolved(node: DictConfig | ListConfig) -> dict | list:
+    written = OmegaConf.to_container(node, resolve=False)
+    if isinstance(written, dict):
+        return {key: _value(node, key, text) for key, text in written.items()}
+    return [_value(node, index, text) for index, text in enumerate(written)]
+
+
+def _value(parent: DictConfig | ListConfig, key: str | int, written: object) -> object:
+    if OmegaConf.is_missing(parent, key):
+        return written
+    if OmegaConf.is_interpolation(parent, key):
+        if any(f"${{{name}:" in written for name in PER_JOB_RESOLVERS):
+            return written
+        try:
+            value = parent[key]
+        except Exception:  # OmegaConf raises several kinds; the job meets it, not the sweep
+            return written
+    else:
+        value = parent[key]
+    return _resolved(value) if isinstance(value, (DictConfig, ListConfig)) else value

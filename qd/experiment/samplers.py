@@ -48,7 +48,7 @@ def make_sampler(sampler: DictConfig, space: SearchSpace) -> optuna.samplers.Bas
     extra = {"constant_liar": True} if name == "TPESampler" else {}
     make = lambda seed: instantiate(sampler, seed=seed, **extra)  # noqa: E731
     if name in ("TPESampler", "RandomSampler"):
-        return DistinctSampler(make, sampler.get("seed"), space.searched)
+        return DistinctSampler(make, sampler.get("seed"), space.searched, joint=bool(sampler.get("multivariate")))
     return PerTrialSampler(make, sampler.get("seed"))
 
 
@@ -91,12 +91,13 @@ class PerTrialSampler(optuna.samplers.BaseSampler):
 
 class DistinctSampler(PerTrialSampler):
     """TPE or the random sampler, seeded per trial, drawing the searched keys together so that a set the study holds
-    is not drawn again while unexplored ones remain."""
+    is not drawn again while unexplored ones remain; with `joint` (TPE's `multivariate`), by TPE's joint model over
+    the keys every finished trial drew, the others one by one."""
 
     def __init__(self, make: Callable[[int | None], optuna.samplers.BaseSampler], seed: int | None,
-                 searched: dict[str, D.BaseDistribution]) -> None:  # fmt: skip
+                 searched: dict[str, D.BaseDistribution], joint: bool = False) -> None:  # fmt: skip
         super().__init__(make, seed)
-        self._searched = searched
+        self._searched, self._joint = searched, joint
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
         return dict(self._searched)
@@ -108,12 +109,25 @@ class DistinctSampler(PerTrialSampler):
         held = {tuple(p[n] for n in names) for t in study.get_trials(deepcopy=False)
                 if t.number != trial.number and not interrupted(t)
                 and set(names) <= (p := params_of(t)).keys()}  # fmt: skip
+        joint = self._joint_space(study, trial, search_space)
         for _ in range(ATTEMPTS):
-            drawn = {n: self.sample_independent(study, trial, n, search_space[n]) for n in names}
+            drawn = self._draw(study, trial, search_space, joint)
             if tuple(drawn[n] for n in names) not in held:
                 return drawn
         unexplored = sorted(set(all_sets(search_space, names)) - held, key=repr)
         return dict(zip(names, self._for(trial)[1].choice(unexplored), strict=True)) if unexplored else drawn
+
+    def _joint_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, space: dict) -> dict:
+        """The searched keys TPE's multivariate model draws together (with `joint`): those it infers from the study."""
+        if not self._joint:
+            return {}
+        inferred = self._for(trial)[0].infer_relative_search_space(study, trial)
+        return {n: d for n, d in inferred.items() if space.get(n) == d}
+
+    def _draw(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, space: dict, joint: dict) -> dict:
+        """One draw of every key of `space`: those of `joint` by TPE's multivariate model, the others one by one."""
+        drawn = self._for(trial)[0].sample_relative(study, trial, joint) if joint else {}
+        return {n: drawn[n] if n in drawn else self.sample_independent(study, trial, n, d) for n, d in space.items()}
 
     def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, name: str,
                            distribution: D.BaseDistribution) -> object:  # fmt: skip

@@ -83,6 +83,12 @@ class SearchSpace:
         branches = read_conditional(conditional, given)
         return cls(searched, expressions, fixed, {k: v for k, v in branches.items() if k not in given})
 
+    def rehearse(self) -> None:
+        """Draw once in a study of this process's memory: a custom search space that suggests a key the overrides fix
+        is refused (QDError) before the sweep's study opens, where it does so on a first draw."""
+        if self.extend:
+            self.draw(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
+
     def draw(self, trial: optuna.Trial) -> list[str]:
         """Draw the trial's values (a requeued trial keeps its own); the job's overrides that set them."""
         for name, distribution in self.searched.items():

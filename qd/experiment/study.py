@@ -19,6 +19,8 @@ from qd.experiment.outcomes import FIXED
 from qd.experiment.search import SearchSpace
 from qd.experiment.storage import new_in_memory, open_for_sweep, with_retries
 
+OTHER_DIRECTIONS = "Cannot overwrite study direction"  # Optuna's error for an existing study of other directions
+
 
 def open_study(storage_url: str | None, study_name: str | None, directions: list[str], config: DictConfig,
                job: dict, space: SearchSpace, sampler: optuna.samplers.BaseSampler,
@@ -29,8 +31,13 @@ def open_study(storage_url: str | None, study_name: str | None, directions: list
     name = study_name or f"{default_prefix(config)}-{short_hash(fixed)}"
     url = storage_url or "memory"
     storage = open_for_sweep(storage_url) if storage_url else new_in_memory(name)
-    study = with_retries(url, lambda: optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True))  # fmt: skip
+    try:
+        study = with_retries(url, lambda: optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True))  # fmt: skip
+    except ValueError as e:  # the study exists, to other directions: said below, in one line
+        if OTHER_DIRECTIONS not in str(e):
+            raise
+        study = with_retries(url, lambda: optuna.load_study(study_name=name, storage=storage, sampler=sampler))
     held = [d.name.lower() for d in study.directions]
     if held != directions:
         raise QDError(f"hydra.sweeper.direction={directions if len(directions) > 1 else directions[0]}: study {name} "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ class Sweep:
         trial of this process failed, or more than max_failure_rate of a batch)."""
         s = self.settings
         url = s.storage or "memory"
+        s.space.rehearse()
         with database_errors(url):
             sampler = make_sampler(s.sampler, s.space)
             study, storage = open_study(s.storage, s.study_name, s.directions, self.config, job_config(self.config),
@@ -133,8 +135,8 @@ class Sweep:
                 trial, overrides = asked
                 future: concurrent.futures.Future = concurrent.futures.Future()
                 in_flight[future] = trial.number, time.monotonic()
-                self.launch(future, [*overrides, f"hydra.sweeper.study_name={broker.study.study_name}"], trial.number,
-                            inline)  # fmt: skip
+                study_name = f"hydra.sweeper.study_name={quoted(broker.study.study_name)}"
+                self.launch(future, [*overrides, study_name], trial.number, inline)
             if not in_flight:
                 if self.failures.window and not self.stopped:
                     self.stopped = self.failures.check()
@@ -191,6 +193,12 @@ class Sweep:
             results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values}
                                                        for t in study.best_trials]}  # fmt: skip
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def quoted(value: str) -> str:
+    """`value` as a quoted value of a Hydra override, read back as written whatever it holds (`,`, `=`, `(`, a quote):
+    a quote, and the backslashes before one or at the end, escaped, as Hydra's grammar wants."""
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), value) + "'"
 
 
 def _why(error: BaseException) -> str:

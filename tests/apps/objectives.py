@@ -1,5 +1,6 @@
 """A small Hydra app that is not qd's, for testing qd's sweeper as any app would use it: a function of x and y
-to minimize (one objective, or two), a job that fails where told (or turns Ctrl-C into another error), and a
+to minimize (one objective, or two; `+returned=array` returns them as a NumPy array, `+returned=infinity` returns
+infinity), a job that fails where told (or turns Ctrl-C into another error), a sampler that Ctrl-C cuts, and a
 callback that records Hydra's events.
 
     python tests/apps/objectives.py --config-name sphere -m
@@ -8,11 +9,13 @@ callback that records Hydra's events.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -32,13 +35,32 @@ def objective(cfg: DictConfig) -> float | tuple[float, float]:
     first = (cfg.x - 1) ** 2 + (cfg.y + 2) ** 2 + cfg.z**2
     with open(os.path.join(HydraConfig.get().runtime.output_dir, "value.json"), "w") as f:
         json.dump({"num": HydraConfig.get().job.num, "x": cfg.x, "y": cfg.y, "value": first}, f)
-    return (first, cfg.x**2 + cfg.y**2) if cfg.objectives == 2 else first
+    if cfg.get("returned") == "infinity":  # as a task may say that its settings are infeasible
+        return math.inf
+    values = (first, cfg.x**2 + cfg.y**2) if cfg.objectives == 2 else first
+    return np.array(values) if cfg.get("returned") == "array" else values
 
 
 def conditional_z(cfg: DictConfig, trial: Any) -> None:
     """A custom search space (hydra.sweeper.custom_search_space): z is searched only where x is positive."""
     if trial.params["x"] > 0:
         trial.suggest_float("z", -1.0, 1.0)
+
+
+def any_z(cfg: DictConfig, trial: Any) -> None:
+    """A custom search space that searches z in every trial."""
+    trial.suggest_float("z", -1.0, 1.0)
+
+
+def interrupted_sampler(seed: int | None = None) -> Any:
+    """A sampler that Ctrl-C cuts as it draws (hydra.sweeper.sampler._target_=objectives.interrupted_sampler)."""
+    import optuna
+
+    class Interrupted(optuna.samplers.RandomSampler):
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict:
+            raise KeyboardInterrupt
+
+    return Interrupted(seed=seed)
 
 
 class Recorder(Callback):
