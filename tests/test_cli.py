@@ -103,11 +103,15 @@ def _main(model="densenet"):
         (["--mode", "train", "--LR", "0.1"], "the following arguments are required to train: --bs, --epochs"),
         (["--mode", "predict"], "the following arguments are required to predict: --weights, --predictionsFile"),
         (["--mode", "fit"], "argument --mode: invalid choice: 'fit'"),
+        (["--mode", "train", "--LR", "abc"], "argument --LR: invalid float value: 'abc'"),
+        (["--mode", "train", "--lr", "0.01"], "unrecognized arguments: --lr 0.01"),
     ],
 )
-def test_missing_or_bad_flags_get_argparse_errors(workdir, args, message):
+def test_missing_or_bad_flags_get_argparse_errors_in_one_line(workdir, args, message):
     result = run_here([_main(), *args], workdir)
-    assert result.returncode == 2 and message in result.stderr
+    (line,) = result.stderr.splitlines()  # argparse words a choice's list by its version: not compared
+    assert result.returncode == 2 and line.startswith(f"main_densenet.py: error: {message}"), result.stderr
+    assert line.endswith(" (see --help)"), line
 
 
 TRAIN = ["--mode", "train", "--LR", "0.001", "--bs", "50", "--epochs", "20"]
@@ -220,6 +224,13 @@ def test_bad_hydra_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, ov
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == message
     assert not (tmp_path / "data").exists()
+
+
+def test_a_learning_rate_override_that_cannot_train_is_named_as_the_setting(course_dir, tmp_path):
+    result = run_here([_main(), "optimizer.lr=-1", f"data.dir={course_dir}"], tmp_path)
+    assert (result.returncode, result.stderr.splitlines()) == (
+        2, ["error: optimizer.lr: got -1; expected a positive learning rate"])  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_course_command_ends_at_once_its_output_and_files_complete(workdir):

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from qd.core.defaults import DEFAULTS
 from qd.core.errors import FLAG_KEYS, disk_error, disk_errors, exit_on_user_error
@@ -21,9 +22,16 @@ from qd.core.fsutil import atomic_path
 COURSE_FLAGS = ("--mode", "--weights", "--predictionsFile", *FLAG_KEYS)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line naming the flag, not after the usage (--help shows that)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def course_parser(model: str) -> argparse.ArgumentParser:
     defaults = DEFAULTS[model]
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=f"main_{model}.py",
         description=f"Train or apply the {model} classifier. Hydra overrides work too: see --help without --mode.",
     )

@@ -77,17 +77,22 @@ def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, steps: int):
 def check_options(cfg: dict, model: bool = True) -> None:
     """Build `cfg`'s optimizer, scheduler and (with `model`) model once, on nothing: an option every run would fail
     on raises its QDError before any run starts."""
+    check_learning_rate(cfg["optimizer"]["lr"])  # named as the setting, before the optimizer's own words
     optimizer = build_optimizer(cfg["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
     build_scheduler(cfg["scheduler"], optimizer, max(1, int(cfg["train"]["steps"])))
     if model:
         new_model(cfg)
 
 
-def check_config(cfg: dict, n_train: int) -> None:
-    """Refuse settings that cannot train, naming the setting."""
-    lr, bs, steps = cfg["optimizer"]["lr"], cfg["train"]["batch_size"], cfg["train"]["steps"]
+def check_learning_rate(lr: object) -> None:
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise QDError(f"optimizer.lr: got {lr}; expected a positive learning rate", ("optimizer.lr",))
+
+
+def check_config(cfg: dict, n_train: int) -> None:
+    """Refuse settings that cannot train, naming the setting."""
+    bs, steps = cfg["train"]["batch_size"], cfg["train"]["steps"]
+    check_learning_rate(cfg["optimizer"]["lr"])
     if not (isinstance(bs, int) and 0 < bs <= n_train):
         raise QDError(
             f"train.batch_size: got {bs}; expected a whole number from 1 to {n_train} (training images)",
