@@ -98,7 +98,7 @@ def test_a_model_added_in_models_py_and_conf_trains_and_is_promoted_as_the_best_
     said = promoted.stdout
     assert re.search(r"^bestmodel \(mlp\): run [\d_-]+, dev accuracy 0\.\d{4}, ", said, re.M), said
     readme = (repo / "submission/README.md").read_text()
-    assert "ThreeLayerNet (`qd/core/models.py`): 784 -> hidden -> ReLU -> hidden -> ReLU -> 6." in readme
+    assert "ThreeLayerNet (`models.py` in code.zip): 784 -> hidden -> ReLU -> hidden -> ReLU -> 6." in readme
     assert "\n| total | | | 54,790 |\n" in readme  # 784 * 64 + 64 + 64 * 64 + 64 + 64 * 6 + 6
     assert len((repo / "submission/best_model_predictions.csv").read_text().splitlines()) == 600
     for argv, message in (

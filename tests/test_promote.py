@@ -226,8 +226,8 @@ def test_a_course_run_winner_is_named_by_its_files_and_short_trials_are_no_evide
     readme = (tmp_path / "submission" / "README.md").read_text()
     assert re.search(rf"^Dev accuracy \*\*0\.\d{{4}}\*\* \(run {run.stem}\), ", readme, re.M), readme
     assert "\n1 trial on the winner's data for its 200 steps: 1 complete, 0 did not train, 0 pruned early, 0 failed " \
-           "(left out: 2 trained for another number of steps than their model's winner (short runs: make demo's, " \
-           "QD_QUICK's)).\n" in readme  # fmt: skip
+           "(left out: 2 trained for another number of steps than their model's winner (bestmodel: 20 against " \
+           "200)).\n" in readme  # fmt: skip
     assert re.findall(r"^\| (.*?) \| complete \|", readme, re.M) == [f"run {run.stem}"]
     assert "None" not in readme and "\n### " not in readme, "no effect measured from the short trials"
 

@@ -173,6 +173,8 @@ def test_report_answers_match_independent_sources_and_are_deterministic(swept, s
     dense_last = last["densenet"]
     assert (f"the winning dense net scores {dense_last['train_acc']:.4f} on training images and "
             f"{dense_last['dev_acc']:.4f} on the dev set") in answer["1.5.12"]  # fmt: skip
+    assert ("What the records' 2 complete best-model trials on the submitted model's data and number of steps "
+            "measured, one setting at a time") in answer["1.5.12"], answer["1.5.12"]  # fmt: skip
     conv_winner = winners["convnet"]
     assert (f"In all the dense net has {weights + biases:,} parameters and the conv net "
             f"{conv_winner['param_count']:,}") in answer["1.6.2"]  # fmt: skip

@@ -82,7 +82,7 @@ def architecture(model: nn.Module, model_cfg: dict) -> list[str]:
     settings = ", ".join(f"{k} = {_fmt(v)}" for k, v in model_cfg.items() if k != "name")
     table = layer_table(model)
     return [
-        f"{type(model).__name__} (`qd/core/models.py`): {' '.join(inspect.getdoc(model).split())}",
+        f"{type(model).__name__} (`models.py` in code.zip): {' '.join(inspect.getdoc(model).split())}",
         "",
         f"Its settings: {settings}.",
         "",

@@ -144,24 +144,27 @@ def steps(record: dict) -> int | None:
 
 def evidence(records: list[dict], winners: dict[str, dict]) -> tuple[list[dict], str]:
     """The records comparable with their model's winner, trained on its data for as many steps (a demo's or
-    QD_QUICK's short trials say nothing of a course-scale winner), and a sentence on those left out ("" if none)."""
-    kept, other_data, other_steps = [], 0, 0
+    QD_QUICK's short trials say nothing of a course-scale winner), and a sentence on those left out, with the steps
+    they trained for ("" if none)."""
+    kept, other_data, other_steps = [], 0, {}  # model -> the other numbers of steps
     for r in records:
-        winner = winners.get(submitted(r))
+        winner = winners.get(model := submitted(r))
         if winner is None:
             continue
         if Path(r.get("data_dir", "/nonexistent")).resolve() != Path(winner["data_dir"]).resolve():
             other_data += 1
         elif steps(r) != steps(winner):
-            other_steps += 1
+            other_steps.setdefault(model, []).append(steps(r))
         else:
             kept.append(r)
     why = []
     if other_data:
         why.append(f"{other_data} on other data")
     if other_steps:
-        why.append(f"{other_steps} trained for another number of steps than their model's winner (short runs: "
-                   "make demo's, QD_QUICK's)")  # fmt: skip
+        counts = "; ".join(f"{m}: {', '.join(map(str, sorted(set(n), key=str)))} against {steps(winners[m])}"
+                           for m, n in sorted(other_steps.items()))  # fmt: skip
+        why.append(f"{sum(map(len, other_steps.values()))} trained for another number of steps than their model's "
+                   f"winner ({counts})")  # fmt: skip
     return kept, f"left out: {', '.join(why)}" if why else ""
 
 

@@ -113,14 +113,16 @@ def limited_data(m: Measurements) -> str:
     dense, best, cfg = last_row(m, "densenet"), last_row(m, "bestmodel"), m.configs["bestmodel"]
     trials = m.best_trials
     varied = [name for name in REGULARISERS if len(groups(trials, name)) >= 2]
+    counted = f"{len(trials)} complete best-model {'trial' if len(trials) == 1 else 'trials'}"
     if not trials:
-        swept = "This run holds no complete best-model trial: it measured nothing about augmentation or regularisation."
+        swept = ("No complete best-model trial on the submitted model's data and number of steps is among the "
+                 "records: they measured nothing about augmentation or regularisation.")  # fmt: skip
     elif not varied:
-        swept = (f"This run's {len(trials)} complete best-model trials did not vary augmentation or regularisation: "
-                 "it measured nothing about their effect.")  # fmt: skip
+        swept = (f"The records' {counted} on the submitted model's data and number of steps did not vary "
+                 "augmentation or regularisation: they measured nothing about their effect.")  # fmt: skip
     else:
-        swept = (f"What this run's {len(trials)} complete best-model trials measured, one setting at a time while "
-                 "the others varied too (a hint, not a controlled comparison): "
+        swept = (f"What the records' {counted} on the submitted model's data and number of steps measured, one "
+                 "setting at a time while the others varied too (a hint, not a controlled comparison): "
                  + " ".join(effect(name, groups(trials, name)) for name in varied))  # fmt: skip
     return " ".join([
         f"At its last logged step ({int(dense['step'])}) the winning dense net scores {dense['train_acc']:.4f} on "
