@@ -57,19 +57,19 @@ DEFAULT_SOURCES = ("outputs", "model_files")  # where sweeps and run.sh's course
 STATE_WORDS = {"fail": "failed", UNREADABLE: "with an unreadable record"}  # a trial state as a skipped count says it
 
 
-def rule_breach(record: dict, data_dir: Path, any_settings: bool = False) -> str | None:
-    """Why this candidate may not be promoted, in words shared by every candidate with the same cause; None when
-    it may."""
+def rule_breach(record: dict, data_dir: Path, any_settings: bool = False) -> tuple[str, str] | None:
+    """Why this candidate may not be promoted, as (the cause, in words shared by every candidate with it; this
+    candidate's details); None when it may."""
     state = record.get("state")
     if state != "complete":
-        return STATE_WORDS.get(state, state)
+        return STATE_WORDS.get(state, state), ""
     if Path(record.get("data_dir", "")).resolve() != data_dir.resolve():
-        return f"trained on {show(record.get('data_dir'))}"
+        return f"trained on {show(record.get('data_dir'))}", ""
     if not any_settings and record["model"] in COURSE_RULES:
         changed = course_rule_breach(record)
         if changed:
-            return (f"differ from the course defaults in more than the learning rate ({changed}), which course "
-                    "question 1.5.7 asks for (--any-settings lifts the rule)")  # fmt: skip
+            return ("differ from the course defaults in more than the learning rate, which course question 1.5.7 "
+                    "asks for (--any-settings lifts the rule)", changed)  # fmt: skip
     return None
 
 
@@ -112,8 +112,9 @@ def pick_winners(
         model = submitted(record)
         if model not in models:
             continue
-        why = rule_breach(record, data_dir, any_settings)
-        problem = (why, "") if why else None if model in winners else checkpoint_problem(record)
+        problem = rule_breach(record, data_dir, any_settings)
+        if problem is None and model not in winners:
+            problem = checkpoint_problem(record)
         if problem:
             skipped[model].append((*problem, record))
         elif model not in winners:
