@@ -13,6 +13,7 @@ import math
 from hydra.core.utils import JobReturn
 
 from qd.core.errors import DidNotTrain, Pruned, one_line
+from qd.core.interrupt import held
 from qd.experiment.compat import job_error
 from qd.experiment.janitor import Janitor
 from qd.experiment.lean_optuna import optuna
@@ -80,12 +81,14 @@ class Broker:
         for queued in waiting:
             trial_id = self._id(queued.number)
             self.storage.set_trial_user_attr(trial_id, SWEEPER, me)
-            if self.storage.set_trial_state(trial_id, TrialState.RUNNING):
-                self.running.add(queued.number)
-                return trial_id
+            with held():
+                if self.storage.set_trial_state(trial_id, TrialState.RUNNING):
+                    self.running.add(queued.number)
+                    return trial_id
         named = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={SWEEPER: me})
-        trial_id = self.storage.create_new_trial(self.study_id, named)
-        self.running.add(self.storage.get_trial_number_from_id(trial_id))
+        with held():  # a Ctrl-C as the trial is made waits until it is counted
+            trial_id = self.storage.create_new_trial(self.study_id, named)
+            self.running.add(self.storage.get_trial_number_from_id(trial_id))
         return trial_id
 
     def tell(self, ended: Ended) -> None:
