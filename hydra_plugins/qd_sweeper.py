@@ -35,12 +35,20 @@ class QDSweeper(Sweeper):
         failed one line and 1; Ctrl-C one line and 130, the trials that finished kept."""
         from qd.core.errors import exit_on_user_error
         from qd.core.interrupt import exit_on_ctrl_c
+        from qd.experiment.compat import quiet_joblib_double_clean_up
         from qd.experiment.outcomes import INTERRUPTED_SWEEP, SweepFailed
         from qd.experiment.sweep import Sweep
+        from qd.experiment.workers import is_parallel
+        from qd.experiment.workers import stop as stop_workers
 
+        if is_parallel(self.config.hydra):
+            quiet_joblib_double_clean_up()
         with exit_on_ctrl_c(INTERRUPTED_SWEEP), exit_on_user_error():
             try:
                 Sweep(self, arguments).run()
             except SweepFailed as e:
                 print(e, file=sys.stderr)
                 raise SystemExit(1) from None
+            finally:  # joblib's workers, left alone, live on (running the trials Ctrl-C cut, which run again)
+                if is_parallel(self.config.hydra):
+                    stop_workers(None)

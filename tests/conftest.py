@@ -393,3 +393,27 @@ def slurm() -> dict[str, str]:
 def _ask(env: dict, *argv: str) -> str:
     """What a Slurm command prints."""
     return subprocess.run(argv, env=env, capture_output=True, text=True).stdout
+
+
+def stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the process's name (state, parent, group, ...); none once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid`."""
+    return {int(p.name) for p in Path("/proc").glob("[0-9]*") if stat(int(p.name))[1:2] == [str(pid)]}
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended)."""
+    return stat(pid)[:1] not in ([], ["Z"])
+
+
+def running_in_group(pgid: int) -> set[int]:
+    """The processes of process group `pgid` that run (zombies left out)."""
+    return {pid for pid in map(int, (p.name for p in Path("/proc").glob("[0-9]*"))) if stat(pid)[2:3] == [str(pgid)]
+            and running(pid)}  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, start, sweep_metrics
+from conftest import ROOT, children, running, start, sweep_metrics
 from qd.experiment.outcomes import INTERRUPTED, OUTCOME, REASON, RERUN_OF, interrupted
 
 pytestmark = pytest.mark.slow
@@ -212,24 +212,6 @@ def test_ctrl_c_at_any_moment_is_one_line_within_3_s_and_the_cut_trials_run_agai
     assert len(reruns) == len(set(reruns)) and set(reruns) <= {t.number for t in cut}, "each queued again once"
     assert len(reruns) >= len(cut) - 2, "each queued by the next try (the last try's two by none)"
     assert len([t for t in trials if t.state.name == "WAITING"]) <= 2
-
-
-def stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the process's name (state, parent, ...); none once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return []
-
-
-def children(pid: int) -> set[int]:
-    """The processes whose parent is `pid`."""
-    return {int(p.name) for p in Path("/proc").glob("[0-9]*") if stat(int(p.name))[1:2] == [str(pid)]}
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie has ended)."""
-    return stat(pid)[:1] not in ([], ["Z"])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through Linux's /proc")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, ours, run_cli, run_here, start
+from conftest import ROOT, ours, run_cli, run_here, running_in_group, start
 from qd.experiment.outcomes import INTERRUPTED, INTERRUPTED_SWEEP, OUTCOME, REASON
 
 APP = ROOT / "tests/apps/objectives.py"
@@ -315,3 +317,21 @@ def test_multivariate_tpe_draws_the_keys_together(tmp_path):
                       "hydra.sweeper.sampler.n_startup_trials=2"], tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "sampled independently" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_to_the_group_as_joblib_workers_start_is_one_line_and_leaves_no_process(tmp_path):
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2", "+wait_for_ctrl_c=true"]
+    argv = [sys.executable, str(APP), "-m", "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.n_trials=2"]
+    sweep = start([*argv, *joblib], tmp_path, group=True)
+    for line in sweep.stdout:  # the launcher's own line (Hydra logs to stdout), as its workers start
+        if "is launching 1 jobs" in line:
+            break
+    os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C: to every process of the group
+    _, err = sweep.communicate(timeout=30)  # its output's pipes closed: no worker lives on holding them
+    assert (sweep.returncode, ours(err)) == (130, [INTERRUPTED_SWEEP]), err
+    deadline = time.monotonic() + 5  # loky's resource tracker ends once it has cleaned up after the sweep
+    while running_in_group(sweep.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running_in_group(sweep.pid) == set(), "the workers ended with their sweep"
+    assert {t.state.name for t in study(tmp_path, "sphere").trials} == {"FAIL"}

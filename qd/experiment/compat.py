@@ -89,6 +89,15 @@ def joblib_options(launcher: dict) -> dict:
     return options
 
 
+def quiet_joblib_double_clean_up() -> None:
+    """At Ctrl-C, two of joblib's clean-ups delete a call's temporary folder in /dev/shm, and the second warns that it
+    failed (joblib's issue 1595). qd's parallel launcher gives joblib a place where it makes no such folder; with the
+    joblib launcher as another app configures it, that warning is kept quiet."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Failed to delete temporary folder", category=UserWarning)
+
+
 def stop_joblib_workers() -> None:
     """End joblib's worker processes now (loky's reusable executor, in joblib.externals): left alone, they live on
     idle for minutes, and their interpreter's teardown of torch takes seconds."""

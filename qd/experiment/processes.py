@@ -32,6 +32,16 @@ def watch_parent(sweeper: int) -> None:
     threading.Thread(target=watch, name="qd-watch-parent", daemon=True).start()
 
 
+def ctrl_c_blocked_here() -> None:
+    """Block SIGINT in this thread (a thread of the sweeping process that launches jobs), where signal masks exist
+    (not Windows): the processes it starts, and the threads it starts with theirs (a launcher's workers), start with
+    SIGINT blocked. A terminal's Ctrl-C reaches every process of its group: the sweeping process's main thread
+    marks the cut trials interrupted and stops the workers, which Ctrl-C would otherwise cut each with a traceback,
+    even as their interpreter starts."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process `pid` runs on this host (signal 0 checks, sends nothing; Linux and macOS alike)."""
     try:

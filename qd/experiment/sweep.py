@@ -27,6 +27,7 @@ from qd.experiment.broker import Broker, ended_how
 from qd.experiment.compat import BASIC_LAUNCHER
 from qd.experiment.identity import job_config
 from qd.experiment.outcomes import COMPLETE, FAILED, INTERRUPTED, Ended, SweepFailed
+from qd.experiment.processes import ctrl_c_blocked_here
 from qd.experiment.samplers import make_sampler
 from qd.experiment.settings import read_settings
 from qd.experiment.storage import database_errors
@@ -160,9 +161,11 @@ class Sweep:
     def launch(self, future: concurrent.futures.Future, overrides: list[str], number: int, inline: bool) -> None:
         """Launch one job, as job `number` (its folder's name, its `hydra.job.num`), its return to `future`: in this
         thread when jobs run here one at a time (an interrupt then reaches the job itself), else in a thread that
-        waits for the launcher."""
+        waits for the launcher, the processes it starts deaf to Ctrl-C (qd.experiment.processes)."""
 
         def launch() -> None:
+            if not inline:
+                ctrl_c_blocked_here()
             try:
                 future.set_result(self.sweeper.launcher.launch([overrides], initial_job_idx=number)[0])
             except Exception as error:  # the launcher's own failure: the trial fails with it
