@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
 from qd.experiment import compat
@@ -77,3 +78,12 @@ def test_optunas_rdb_storage_reads_a_studys_trials_but_those_excluded_by_trial_i
     study_id = storage.get_study_id_from_name("s")
     read = compat.rdb_trials_except(storage, study_id, {first._trial_id})
     assert [(trial_id, t.number) for trial_id, t in read.items()] == [(second._trial_id, 1)]
+
+
+def test_optuna_refuses_a_study_of_other_directions_in_the_words_compat_looks_for():
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    with pytest.raises(ValueError, match=compat.OTHER_DIRECTIONS):
+        optuna.create_study(study_name="s", storage=storage, direction="minimize", load_if_exists=True)

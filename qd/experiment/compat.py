@@ -19,6 +19,9 @@ from omegaconf import DictConfig
 # The `_target_` of Hydra's basic launcher (in hydra._internal), as its config names it: it runs each job in this
 # process, one at a time, so a sweep keeps one trial in flight and a Ctrl-C reaches the job itself.
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+# Optuna's error (a ValueError, no class of its own) where create_study(load_if_exists=True) finds the study made to
+# other directions: qd says so in one line instead.
+OTHER_DIRECTIONS = "Cannot overwrite study direction"
 
 
 @contextlib.contextmanager

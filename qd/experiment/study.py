@@ -13,13 +13,12 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from qd.core.errors import QDError
+from qd.experiment.compat import OTHER_DIRECTIONS
 from qd.experiment.identity import differences, fixed_configuration, short_hash
 from qd.experiment.lean_optuna import optuna
 from qd.experiment.outcomes import FIXED
 from qd.experiment.search import SearchSpace
 from qd.experiment.storage import new_in_memory, open_for_sweep, with_retries
-
-OTHER_DIRECTIONS = "Cannot overwrite study direction"  # Optuna's error for an existing study of other directions
 
 
 def open_study(storage_url: str | None, study_name: str | None, directions: list[str], config: DictConfig,
