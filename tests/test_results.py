@@ -6,7 +6,7 @@ import re
 import pytest
 
 from conftest import json_error
-from qd.experiment.results import main
+from qd.experiment.results import evidence, main
 
 
 def test_a_folder_without_trials_is_named(tmp_path, capsys):
@@ -134,3 +134,11 @@ def test_a_best_model_sweep_reads_in_100_columns_in_trial_order_and_wide_whole(t
     main([str(tmp_path / "sweep"), "--wide"])
     wide = capsys.readouterr().out.splitlines()
     assert len(wide) == len(lines) - 3 * 12 + 12 - 1 and "model.dropout=0.1235" in wide[2], "a row a line"
+
+
+def test_the_trials_left_out_as_not_comparable_say_their_steps_against_their_winners():
+    winners = {"bestmodel": {"data_dir": "/d", "config": {"train": {"steps": 4000}}}}
+    records = [{"model": "bestmodel", "data_dir": "/d", "config": {"train": {"steps": n}}} for n in (200, 1000, 200)]
+    kept, left_out = evidence([*records, {"model": "bestmodel", "data_dir": "/other"}], winners)
+    assert kept == [] and left_out == ("left out: 1 on other data, 3 trained for another number of steps than their "
+                                       "model's winner (bestmodel: 200, 1000 against 4000)")  # fmt: skip

@@ -161,8 +161,8 @@ def evidence(records: list[dict], winners: dict[str, dict]) -> tuple[list[dict],
     if other_data:
         why.append(f"{other_data} on other data")
     if other_steps:
-        counts = "; ".join(f"{m}: {', '.join(map(str, sorted(set(n), key=str)))} against {steps(winners[m])}"
-                           for m, n in sorted(other_steps.items()))  # fmt: skip
+        counts = "; ".join(f"{m}: {', '.join(str(k) for k in sorted(set(n), key=lambda k: (k is None, k or 0)))} "
+                           f"against {steps(winners[m])}" for m, n in sorted(other_steps.items()))  # fmt: skip
         why.append(f"{sum(map(len, other_steps.values()))} trained for another number of steps than their model's "
                    f"winner ({counts})")  # fmt: skip
     return kept, f"left out: {', '.join(why)}" if why else ""
